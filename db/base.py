@@ -1,0 +1,153 @@
+"""Database proxy, base model, portable field types, ids, clock and migrations.
+
+SQLite is the default (a WAL file under the data folder); PostgreSQL is used when the
+database URL says so. The same models, queries and numbered migrations serve both.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import peewee
+from playhouse import migrations as pw_migrations
+from playhouse.db_url import connect as url_connect
+
+database = peewee.DatabaseProxy()
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "busy_timeout": 10000,
+    "foreign_keys": 1,
+    "synchronous": "normal",
+    "cache_size": -16000,
+}
+
+
+# --- clock -------------------------------------------------------------------------------
+
+_clock: Callable[[], dt.datetime] | None = None
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now (the database stores naive UTC); tests may install a fake clock."""
+    if _clock is not None:
+        return _clock()
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def set_clock(clock: Callable[[], dt.datetime] | None) -> None:
+    global _clock
+    _clock = clock
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """RFC 3339 UTC with a ``Z``, millisecond precision."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite hands back text for some expressions
+        value = dt.datetime.fromisoformat(value)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+# --- ids ---------------------------------------------------------------------------------
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+_id_lock = threading.Lock()
+_last_ms = 0
+
+
+def new_id(prefix: str) -> str:
+    """A prefixed, time-sortable id: ``<prefix>_`` + 10 chars of ms time + 16 random chars."""
+    global _last_ms
+    with _id_lock:
+        ms = max(int(time.time() * 1000), _last_ms)
+        _last_ms = ms
+    stamp = ""
+    for _ in range(10):
+        stamp = _CROCKFORD[ms & 31] + stamp
+        ms >>= 5
+    rand = base64.b32encode(os.urandom(10)).decode().lower()
+    rand = rand.translate(str.maketrans("ilou", "jkmv"))  # stay inside the Crockford alphabet
+    return f"{prefix}_{stamp}{rand[:16]}"
+
+
+# --- fields and models -------------------------------------------------------------------
+
+
+class JSONField(peewee.TextField):
+    """JSON stored as text: portable across SQLite and PostgreSQL."""
+
+    def db_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+    def python_value(self, value: Any) -> Any:
+        if value is None or not isinstance(value, str):
+            return value
+        return json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+# --- connection and migrations -----------------------------------------------------------
+
+
+def open_database(url: str) -> peewee.Database:
+    """Connect the proxy to ``url`` (``sqlite:///path`` or ``postgresql://…``)."""
+    if url.startswith("sqlite"):
+        path = url.split("sqlite:///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+    else:
+        db = url_connect(url)
+    database.initialize(db)
+    return db
+
+
+def is_postgres() -> bool:
+    return isinstance(database.obj, peewee.PostgresqlDatabase)
+
+
+def write_transaction():
+    """A transaction that takes the write lock up front on SQLite (no 'database is locked'
+    surprises when it reads first); a plain transaction on PostgreSQL."""
+    if is_postgres():
+        return database.atomic()
+    return database.atomic("IMMEDIATE")
+
+
+def migrate(db: peewee.Database | None = None) -> list[str]:
+    """Apply every pending numbered migration; returns the names applied.
+
+    On PostgreSQL an advisory lock makes concurrent starts of several hubs safe.
+    """
+    db = db or database.obj
+    runner = pw_migrations.Runner(db, str(MIGRATIONS_DIR), table_name="schema_migration")
+    if isinstance(db, peewee.PostgresqlDatabase):
+        db.execute_sql("SELECT pg_advisory_lock(7231001)")
+        try:
+            return runner.up()
+        finally:
+            db.execute_sql("SELECT pg_advisory_unlock(7231001)")
+    return runner.up()
+
+
+def migration_status(db: peewee.Database | None = None) -> list[tuple[str, bool]]:
+    db = db or database.obj
+    runner = pw_migrations.Runner(db, str(MIGRATIONS_DIR), table_name="schema_migration")
+    return [(m.name, m.applied is not None) for m in runner.status()]

@@ -1,0 +1,54 @@
+"""Keyset pagination shared by every list: opaque cursors over one unique sort key."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import peewee
+
+from hub.problems import ValidationFailed
+
+
+def encode_cursor(value: Any) -> str:
+    raw = json.dumps({"k": value}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> Any:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+        value = data["k"]
+    except (ValueError, KeyError, TypeError, UnicodeError) as exc:
+        raise ValidationFailed(
+            "The cursor is not one this server issued.",
+            errors=[{"field": "cursor", "message": "invalid cursor"}],
+        ) from exc
+    if not isinstance(value, str | int):
+        raise ValidationFailed(
+            "The cursor is not one this server issued.",
+            errors=[{"field": "cursor", "message": "invalid cursor"}],
+        )
+    return value
+
+
+def page(
+    query: peewee.Select,
+    key: peewee.Field,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    descending: bool = False,
+) -> tuple[list, str | None]:
+    """One page of ``query`` ordered by the unique ``key``; returns (rows, next_cursor)."""
+    if cursor:
+        last = decode_cursor(cursor)
+        query = query.where(key < last if descending else key > last)
+    query = query.order_by(key.desc() if descending else key.asc()).limit(limit + 1)
+    rows = list(query)
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, encode_cursor(getattr(rows[-1], key.name))

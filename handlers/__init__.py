@@ -1,0 +1,1 @@
+"""One module per OpenAPI tag; each function is the operationId of the same name."""

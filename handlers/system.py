@@ -1,0 +1,64 @@
+"""Probes, status, metrics, configuration and this hub's runtime."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from db import system as db_system
+from db.pagination import page
+from hub import context, metrics
+from hub.services import system
+
+
+def get_liveness():
+    """The process is up."""
+    return {"status": "ok"}, 200
+
+
+def get_readiness():
+    """Whether this hub can take traffic, check by check."""
+    report, ready = system.readiness()
+    return report, 200 if ready else 503
+
+
+def get_metrics():
+    """Prometheus metrics."""
+    return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+
+
+def get_status():
+    """Version, uptime and component health."""
+    return system.status(), 200
+
+
+def get_config():
+    """Effective settings, secrets redacted."""
+    return system.config(), 200
+
+
+def update_config(body):
+    """Change runtime-tunable settings."""
+    return system.update_config(body), 200
+
+
+def get_runtime():
+    """This hub instance right now."""
+    return system.runtime_report(), 200
+
+
+def list_instances(limit=50, cursor=None):
+    """Every hub instance sharing the database, with heartbeats."""
+    rows, next_cursor = page(
+        db_system.instances(), db_system.Instance.id, limit=limit, cursor=cursor, descending=True
+    )
+    return {"items": [system.instance_view(r) for r in rows], "next_cursor": next_cursor}, 200
+
+
+def drain_runtime():
+    """Stop taking new work and finish what runs."""
+    return system.drain(), 202
+
+
+def get_agent_card():
+    """The A2A agent card, built from the active agents."""
+    return system.agent_card(context.base_url()), 200

@@ -1,0 +1,61 @@
+"""API-key authentication and roles.
+
+Keys are random 256-bit secrets; only their SHA-256 is stored (a slow hash buys nothing for
+secrets with that much entropy, and keeps the per-request lookup to one indexed read).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from db import api_keys
+
+ROLES = ("viewer", "operator", "admin")
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+KEY_PREFIX = "aeth_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_id: str
+    name: str
+    role: str
+
+    def allows(self, required: str) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[required]
+
+
+ADMIN_TOKEN_PRINCIPAL = Principal(key_id="admin-token", name="AETHER_ADMIN_TOKEN", role="admin")
+
+
+def generate_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def credential_from_headers(authorization: str | None, api_key: str | None) -> str | None:
+    """The presented secret: ``Authorization: Bearer …`` or ``X-API-Key``."""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+    if api_key and api_key.strip():
+        return api_key.strip()
+    return None
+
+
+def authenticate(secret: str, admin_token: str) -> Principal | None:
+    """The principal a secret stands for, or None. Revoked keys never match."""
+    if admin_token and hmac.compare_digest(secret.encode(), admin_token.encode()):
+        return ADMIN_TOKEN_PRINCIPAL
+    key = api_keys.active_by_hash(hash_secret(secret))
+    if key is None:
+        return None
+    return Principal(key_id=key.id, name=key.name, role=key.role)

@@ -1,0 +1,84 @@
+"""``aether``: serve the hub, apply migrations, create API keys."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hub.settings import Settings
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hub.app import create_app
+
+    settings = settings.replace(
+        host=args.host or settings.host, port=args.port if args.port else settings.port
+    )
+    app = create_app(settings)
+    if app.runtime.bootstrap_secret:
+        print(
+            "\n  No API key existed, so an admin key was created. It is shown only now:\n\n"
+            f"    {app.runtime.bootstrap_secret}\n\n"
+            "  Use it as `Authorization: Bearer <key>` (or Swagger UI's Authorize button).\n",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(
+        f"  Aether Hub on http://{settings.host}:{settings.port}  "
+        f"(Swagger UI: http://{settings.host}:{settings.port}/api/v1/ui/)",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        proxy_headers=False,
+    )
+    return 0
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from db import base
+
+    base.open_database(settings.effective_database_url)
+    applied = base.migrate()
+    for name, _ in base.migration_status():
+        print(f"{'applied now' if name in applied else 'applied'}: {name}")
+    return 0
+
+
+def _create_key(settings: Settings, args: argparse.Namespace) -> int:
+    from db import base
+    from hub.services import keys
+
+    base.open_database(settings.effective_database_url)
+    base.migrate()
+    key, secret = keys.create(args.name, args.role, created_by="cli")
+    print(f"id: {key.id}\nrole: {key.role}\nsecret (shown once): {secret}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aether", description="Aether Hub")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the hub")
+    serve.add_argument("--host", help="interface to bind (default: AETHER_HOST)")
+    serve.add_argument("--port", type=int, help="port to bind (default: AETHER_PORT)")
+    serve.set_defaults(run=_serve)
+    commands.add_parser("migrate", help="apply pending migrations").set_defaults(run=_migrate)
+    create_key = commands.add_parser("create-key", help="create an API key and print it once")
+    create_key.add_argument("name")
+    create_key.add_argument("--role", choices=("viewer", "operator", "admin"), default="admin")
+    create_key.set_defaults(run=_create_key)
+    args = parser.parse_args(argv)
+    return args.run(Settings.from_env(), args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Prometheus metrics, registered once per process on the default registry (which also
+carries the process and platform collectors)."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import generate_latest as _generate_latest
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total",
+    "HTTP requests answered, by operationId, method and status.",
+    ("operation_id", "method", "status"),
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request, by operationId, method and status.",
+    ("operation_id", "method", "status"),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+HTTP_IN_FLIGHT = Gauge("http_requests_in_flight", "HTTP requests being served right now.")
+WS_CLIENTS = Gauge("aether_websocket_clients", "Open WebSocket connections.")
+DRAINING = Gauge("aether_draining", "1 while this instance is draining.")
+AUDIT_ENTRIES = Counter("aether_audit_entries_total", "Audit log entries written.")
+RATE_LIMITED = Counter("aether_rate_limited_total", "Requests refused by the rate limit.")
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def observe_request(operation_id: str, method: str, status: int, seconds: float) -> None:
+    labels = (operation_id, method, str(status))
+    HTTP_REQUESTS.labels(*labels).inc()
+    HTTP_DURATION.labels(*labels).observe(seconds)
+
+
+def render() -> bytes:
+    return _generate_latest(REGISTRY)

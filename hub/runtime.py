@@ -1,0 +1,149 @@
+"""This hub instance: its identity and heartbeat, drain state, runtime-tunable settings,
+and the per-key rate limiter."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+
+import peewee
+
+from db import system
+from db.base import new_id, utcnow, write_transaction
+from hub import __version__, logs, metrics
+from hub.settings import Settings
+
+log = logging.getLogger("aether.runtime")
+
+
+class RateLimiter:
+    """A token bucket per key: ``per_minute`` requests, refilled continuously."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: str, per_minute: int) -> float:
+        """0 when the request may pass, else the seconds to wait."""
+        if per_minute <= 0:
+            return 0.0
+        now = time.monotonic()
+        rate = per_minute / 60.0
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(per_minute), now))
+            tokens = min(float(per_minute), tokens + (now - last) * rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / rate
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.base = settings
+        self.settings = settings
+        self.overrides: dict = {}
+        self.instance_id = new_id("ins")
+        self.started_at = utcnow()
+        self._started_monotonic = time.monotonic()
+        self.draining = False
+        self.in_flight = 0
+        self.websocket_clients = 0
+        self.rate_limiter = RateLimiter()
+        self.bootstrap_secret: str | None = None
+        self._heartbeat: asyncio.Task | None = None
+
+    # --- settings ------------------------------------------------------------------------
+
+    def apply_overrides(self, overrides: dict) -> None:
+        valid = {k: v for k, v in overrides.items() if k in Settings.RUNTIME_TUNABLE}
+        self.overrides = valid
+        self.settings = self.base.replace(**valid)
+        logs.set_level(self.settings.log_level)
+
+    def update_settings(self, changes: dict) -> None:
+        """Persist runtime-tunable changes (shared by every instance) and apply them here."""
+        now = utcnow()
+        with write_transaction():
+            for key, value in changes.items():
+                system.ConfigOverride.insert(key=key, value=value, updated_at=now).on_conflict(
+                    conflict_target=[system.ConfigOverride.key],
+                    update={
+                        system.ConfigOverride.value: value,
+                        system.ConfigOverride.updated_at: now,
+                    },
+                ).execute()
+        self.apply_overrides({**self.overrides, **changes})
+
+    # --- instance ------------------------------------------------------------------------
+
+    @property
+    def uptime_seconds(self) -> float:
+        return round(time.monotonic() - self._started_monotonic, 3)
+
+    def register(self) -> None:
+        now = utcnow()
+        with write_transaction():
+            system.Instance.create(
+                id=self.instance_id,
+                name=self.settings.instance_name or socket.gethostname(),
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                version=__version__,
+                started_at=now,
+                heartbeat_at=now,
+                draining=False,
+            )
+        self.apply_overrides(system.overrides())
+
+    def beat(self) -> None:
+        with write_transaction():
+            system.Instance.update(heartbeat_at=utcnow(), draining=self.draining).where(
+                system.Instance.id == self.instance_id
+            ).execute()
+        self.apply_overrides(system.overrides())
+
+    def drain(self) -> None:
+        self.draining = True
+        metrics.DRAINING.set(1)
+        self.beat()
+
+    def instance(self) -> system.Instance:
+        return system.Instance.get_by_id(self.instance_id)
+
+    def stale_after(self) -> float:
+        return max(3 * self.settings.heartbeat_seconds, 15.0)
+
+    async def start(self) -> None:
+        """Start the heartbeat (``register`` ran when the app was created)."""
+        self._heartbeat = asyncio.create_task(self._beat_forever())
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            try:
+                await asyncio.to_thread(self.beat)
+            except peewee.PeeweeException:
+                log.warning("heartbeat failed", exc_info=True)
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        try:
+            await asyncio.to_thread(self._mark_stopped)
+        except peewee.PeeweeException:
+            log.warning("could not mark the instance stopped", exc_info=True)
+
+    def _mark_stopped(self) -> None:
+        with write_transaction():
+            system.Instance.update(stopped_at=utcnow()).where(
+                system.Instance.id == self.instance_id
+            ).execute()

@@ -1,0 +1,1 @@
+"""The work behind writes: each function is one transaction."""

@@ -1,0 +1,145 @@
+"""Validate openapi.yaml and enforce the house rules.
+
+- the document is valid OpenAPI 3.0 (openapi-spec-validator);
+- every operation has exactly one tag, an operationId, a summary and ``x-aether-role``;
+- every operationId resolves to a function in ``handlers.<tag>``, and every public function
+  of a handler module is used by the spec;
+- every operation declares the problems it can answer: 401/403/429 when authenticated,
+  400 with parameters or a body, 413/415 with a body, 404 with path parameters,
+  412 with ``If-Match``, 428 when ``x-aether-confirm``; 4xx responses are problem+json.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+
+import yaml
+from openapi_spec_validator import validate
+
+ROOT = Path(__file__).resolve().parent.parent
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+ROLES = {"public", "viewer", "operator", "admin"}
+
+
+def load_spec() -> dict:
+    return yaml.safe_load((ROOT / "openapi.yaml").read_text())
+
+
+def operations(spec: dict):
+    for path, item in spec["paths"].items():
+        for method in METHODS:
+            if method in item:
+                yield path, method, item, item[method]
+
+
+def _resolve(spec: dict, node: dict) -> dict:
+    while "$ref" in node:
+        parts = node["$ref"].lstrip("#/").split("/")
+        node = spec
+        for part in parts:
+            node = node[part]
+    return node
+
+
+def is_public(spec: dict, op: dict) -> bool:
+    security = op.get("security", spec.get("security", []))
+    return security == [] or {} in security
+
+
+def check(spec: dict) -> list[str]:
+    errors: list[str] = []
+    used: dict[str, set[str]] = {}
+    for path, method, item, op in operations(spec):
+        where = f"{method.upper()} {path}"
+        tags = op.get("tags") or []
+        if len(tags) != 1:
+            errors.append(f"{where}: needs exactly one tag, has {tags}")
+            continue
+        tag, op_id = tags[0], op.get("operationId")
+        if not op_id:
+            errors.append(f"{where}: no operationId")
+            continue
+        if not op.get("summary"):
+            errors.append(f"{where}: no summary")
+        role = op.get("x-aether-role")
+        if role not in ROLES:
+            errors.append(f"{where}: x-aether-role must be one of {sorted(ROLES)}")
+        if (role == "public") != is_public(spec, op):
+            errors.append(
+                f"{where}: x-aether-role 'public' iff the operation's security allows none"
+            )
+        try:
+            module = importlib.import_module(f"handlers.{tag}")
+        except ImportError as exc:
+            errors.append(f"{where}: handlers.{tag} does not import: {exc}")
+            continue
+        if not callable(getattr(module, op_id, None)):
+            errors.append(f"{where}: handlers.{tag}.{op_id} does not exist")
+        used.setdefault(tag, set()).add(op_id)
+
+        params = [_resolve(spec, p) for p in item.get("parameters", []) + op.get("parameters", [])]
+        codes = {str(code) for code in op.get("responses", {})}
+        required = set()
+        if not is_public(spec, op) or op.get("x-aether-public-setting"):
+            required |= {"401", "429"}
+            if role != "public":
+                required.add("403")
+        if params or "requestBody" in op:
+            required.add("400")
+        if "requestBody" in op:
+            required |= {"413", "415"}
+        if any(p["in"] == "path" for p in params):
+            required.add("404")
+        if any(p["name"] == "If-Match" for p in params):
+            required.add("412")
+        if op.get("x-aether-confirm"):
+            required.add("428")
+            if not any(p["name"] == "X-Confirm" for p in params):
+                errors.append(f"{where}: x-aether-confirm without the XConfirm parameter")
+        missing = sorted(required - codes)
+        if missing:
+            errors.append(f"{where}: does not declare {', '.join(missing)}")
+        for code, response in op.get("responses", {}).items():
+            response = _resolve(spec, response)
+            if str(code).startswith("4") and "application/problem+json" not in response.get(
+                "content", {}
+            ):
+                errors.append(f"{where}: {code} must be application/problem+json")
+
+    handlers_dir = ROOT / "handlers"
+    for file in sorted(handlers_dir.glob("*.py")):
+        if file.name.startswith("_"):
+            continue
+        tag = file.stem
+        module = importlib.import_module(f"handlers.{tag}")
+        for name, fn in inspect.getmembers(module, inspect.isfunction):
+            if fn.__module__ != module.__name__ or name.startswith("_"):
+                continue
+            if name not in used.get(tag, set()):
+                errors.append(f"handlers/{file.name}: {name} is not an operation of the spec")
+    return errors
+
+
+def main() -> int:
+    sys.path.insert(0, str(ROOT))
+    spec = load_spec()
+    try:
+        validate(spec)
+    except Exception as exc:  # the validator raises several exception types
+        print(f"openapi.yaml is not valid OpenAPI: {exc}", file=sys.stderr)
+        return 1
+    errors = check(spec)
+    for error in errors:
+        print(error, file=sys.stderr)
+    if errors:
+        return 1
+    count = sum(1 for _ in operations(spec))
+    print(f"openapi.yaml: valid, {count} operations follow the house rules")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

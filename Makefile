@@ -17,6 +17,7 @@ run: $(STAMP)  ## serve the hub on SQLite at 127.0.0.1:8080 with the built-in mo
 	$(VENV)/bin/aether serve
 
 test: $(STAMP)  ## every test, SQLite and a throwaway PostgreSQL
+	tools/ensure_postgres.sh
 	$(PY) -m pytest
 
 check: $(STAMP)  ## lint, format, codegen drift, contract rules

@@ -169,7 +169,7 @@ class InstanceList(BaseModel):
         extra='forbid',
     )
     items: list[Instance]
-    next_cursor: NextCursor
+    next_cursor: NextCursor | None
 
 
 class Backend(StrEnum):
@@ -260,15 +260,28 @@ class ApiKey(BaseModel):
     id: str
     name: str
     role: Role
-    prefix: str = Field(..., description="The secret's first characters")
+    prefix: str = Field(
+        ..., description="The secret's first characters, to recognise it."
+    )
     created_at: Timestamp
-    created_by: str
-    last_used_at: AwareDatetime
-    revoked_at: AwareDatetime
+    created_by: str | None = Field(...)
+    last_used_at: AwareDatetime | None = Field(...)
+    revoked_at: AwareDatetime | None = Field(...)
 
 
-class ApiKeyCreated(ApiKey):
-    secret: str = Field(..., description='The key itself; shown only in this answer.')
+class ApiKeyCreated(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    name: str
+    role: Role
+    prefix: str
+    created_at: Timestamp
+    created_by: str | None = Field(...)
+    last_used_at: AwareDatetime | None = Field(...)
+    revoked_at: AwareDatetime | None = Field(...)
+    secret: str = Field(..., description='The key itself, shown only in this answer.')
 
 
 class ApiKeyCreate(BaseModel):
@@ -284,7 +297,7 @@ class ApiKeyList(BaseModel):
         extra='forbid',
     )
     items: list[ApiKey]
-    next_cursor: NextCursor
+    next_cursor: NextCursor | None
 
 
 class AgentStatus(StrEnum):
@@ -391,8 +404,8 @@ class Agent(BaseModel):
     role: str
     model: str
     system_prompt: str
-    temperature: float
-    max_tokens: int
+    temperature: float | None = Field(...)
+    max_tokens: int | None = Field(...)
     tools: list[str]
     skills: list[str]
     capabilities: list[str]
@@ -409,7 +422,7 @@ class AgentList(BaseModel):
         extra='forbid',
     )
     items: list[Agent]
-    next_cursor: NextCursor
+    next_cursor: NextCursor | None
 
 
 class AgentClone(BaseModel):
@@ -428,7 +441,7 @@ class AgentVersion(BaseModel):
     active: bool
     config: dict[str, Any]
     created_at: Timestamp
-    created_by: str
+    created_by: str | None = Field(...)
 
 
 class AgentVersionList(BaseModel):
@@ -436,7 +449,7 @@ class AgentVersionList(BaseModel):
         extra='forbid',
     )
     items: list[AgentVersion]
-    next_cursor: NextCursor
+    next_cursor: NextCursor | None
 
 
 class SeedResult(BaseModel):
@@ -453,10 +466,10 @@ class AuditEntry(BaseModel):
     )
     id: int
     at: Timestamp
-    actor_key_id: str
-    actor_name: str
-    operator: str = Field(..., description='The `X-Operator` header.')
-    operation_id: str
+    actor_key_id: str | None = Field(...)
+    actor_name: str | None = Field(...)
+    operator: str | None = Field(..., description='The `X-Operator` header.')
+    operation_id: str | None = Field(...)
     method: str
     resource: str
     status: int
@@ -469,7 +482,7 @@ class AuditEntryList(BaseModel):
         extra='forbid',
     )
     items: list[AuditEntry]
-    next_cursor: NextCursor
+    next_cursor: NextCursor | None
 
 
 class AuditVerification(BaseModel):
@@ -478,6 +491,6 @@ class AuditVerification(BaseModel):
     )
     valid: bool
     checked: int = Field(..., description='Entries verified before the first break.')
-    first_broken_id: int
-    after_id: int = Field(..., description='The last good entry.')
-    reason: str
+    first_broken_id: int | None = Field(...)
+    after_id: int | None = Field(..., description='The last good entry.')
+    reason: str | None = Field(...)

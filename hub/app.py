@@ -8,6 +8,9 @@ small Starlette router beside it.
 from __future__ import annotations
 
 import contextlib
+import copy
+import hashlib
+import json
 import logging
 from functools import partial
 
@@ -20,6 +23,7 @@ from connexion.middleware.security import SecurityMiddleware
 from connexion.operations import OpenAPIOperation
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
+from connexion.spec import OpenAPISpecification
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Router
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -45,6 +49,22 @@ connexion_starlette.PATH_PARAMETER_CONVERTERS = {"path": "path"}
 OpenAPIOperation.produces = property(
     lambda self: [t for t in self._produces if t != PROBLEM_JSON] or self._produces
 )
+
+
+# Connexion validates the whole document against the OpenAPI meta-schema each time an app is
+# built (~0.2 s). `make check` validates it too; within a process, validate a document once.
+_validate_spec = OpenAPISpecification._validate_spec.__func__
+_validated: set[str] = set()
+
+
+def _validate_spec_once(cls, raw_spec) -> None:
+    fingerprint = hashlib.sha256(json.dumps(raw_spec, sort_keys=True).encode()).hexdigest()
+    if fingerprint not in _validated:
+        _validate_spec(cls, raw_spec)
+        _validated.add(fingerprint)
+
+
+OpenAPISpecification._validate_spec = classmethod(_validate_spec_once)
 
 
 class TagResolver(Resolver):
@@ -120,7 +140,7 @@ def create_app(settings: Settings | None = None) -> Hub:
         ),
     )
     app.add_api(
-        spec.SPEC_PATH.name,
+        copy.deepcopy(spec.load()),
         resolver=TagResolver(),
         validate_responses=settings.response_validation,
         validator_map=validator_map(),

@@ -31,6 +31,7 @@ from hub.problems import (
     Conflict,
     Forbidden,
     InternalError,
+    MethodNotAllowed,
     PayloadTooLarge,
     Problem,
     RateLimited,
@@ -175,6 +176,15 @@ class PolicyMiddleware:
             return
         info = request_info(scope)
         info["operation"] = policy.operation_id
+        resolved = spec.resolve_path(scope["path"])
+        if resolved is not None and resolved[0] != policy.path:
+            # Routed to a template (`/agents/{agent_id}`) although a literal path of the spec
+            # (`/agents/seed`) owns this URL and lacks the method.
+            allowed = ", ".join(sorted(resolved[1]))
+            raise MethodNotAllowed(
+                f"{scope['method']} is not allowed on {scope['path']}; allowed: {allowed}.",
+                headers={"Allow": allowed},
+            )
         if scope["method"] not in MUTATING:
             await self._guard(scope, policy, info)
             await self.app(scope, receive, send)

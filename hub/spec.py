@@ -31,7 +31,9 @@ class OperationPolicy:
 
 @functools.cache
 def load() -> dict:
-    return yaml.safe_load(SPEC_PATH.read_text())
+    """The parsed contract (libyaml's loader when available: the spec is large)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(SPEC_PATH.read_text(), Loader=loader)
 
 
 def _param_names(spec: dict, params: list) -> set[str]:
@@ -69,24 +71,45 @@ def policies() -> dict[str, OperationPolicy]:
 
 
 @functools.cache
-def _path_patterns() -> list[tuple[re.Pattern, frozenset[str]]]:
+def _path_patterns() -> list[tuple[re.Pattern, str, frozenset[str]]]:
+    """(regex, template, methods) per spec path, most specific (fewest parameters) first."""
     spec = load()
     patterns = []
     for path, item in spec["paths"].items():
         regex = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path))
         methods = frozenset(m.upper() for m in METHODS if m in item)
-        patterns.append((re.compile(f"^{regex}$"), methods))
+        patterns.append((re.compile(f"^{regex}$"), path, methods))
+    patterns.sort(key=lambda entry: entry[1].count("{"))
     return patterns
 
 
-def allowed_methods(path: str) -> list[str]:
-    """The methods the spec defines for a concrete request path (empty if none matches).
+def resolve_path(path: str) -> tuple[str, frozenset[str]] | None:
+    """The spec path a concrete request path belongs to, and its methods.
 
-    The union over every matching template: ``GET /agents/seed`` is routed to
-    ``/agents/{agent_id}``, so it is allowed there even though ``/agents/seed`` is POST-only.
+    A literal segment wins over a parameter: ``/api/v1/agents/seed`` is the seed path (POST
+    only), never the agent called ``seed``.
     """
-    methods: set[str] = set()
-    for pattern, allowed in _path_patterns():
+    for pattern, template, methods in _path_patterns():
         if pattern.match(path):
-            methods |= allowed
-    return sorted(methods)
+            return template, methods
+    return None
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods the spec defines for a concrete request path (empty if none matches)."""
+    resolved = resolve_path(path)
+    return sorted(resolved[1]) if resolved else []
+
+
+def literal_segments() -> set[str]:
+    """Path segments that stand where a parameter could (``seed`` beside ``{agent_id}``)."""
+    spec = load()
+    out = set()
+    for path in spec["paths"]:
+        head, _, last = path.rpartition("/")
+        if "{" not in last and any(
+            other.startswith(head + "/{") and other.count("/") == path.count("/")
+            for other in spec["paths"]
+        ):
+            out.add(last)
+    return out

@@ -44,6 +44,7 @@ def generate() -> str:
             "--use-standard-collections",
             "--use-union-operator",
             "--field-constraints",
+            "--strict-nullable",
             "--use-schema-description",
             "--enum-field-as-literal",
             "one",

@@ -7,6 +7,7 @@ import peewee
 from db import agents
 from db.agents import CONFIG_FIELDS, Agent, AgentVersion
 from db.base import utcnow, write_transaction
+from hub import spec
 from hub.problems import Conflict, NotFound, PreconditionFailed, require
 
 DEFAULTS = {
@@ -70,6 +71,11 @@ def _add_version(agent: Agent, number: int, actor: str | None) -> None:
 
 
 def create(body: dict, actor: str | None = None) -> Agent:
+    if body["id"] in spec.literal_segments():
+        raise Conflict(
+            f"{body['id']!r} is reserved: /api/v1/agents/{body['id']} is another operation.",
+            code="reserved_id",
+        )
     values = {**DEFAULTS, **body}
     values["memory"] = {**MEMORY_DEFAULTS, **(body.get("memory") or {})}
     now = utcnow()
@@ -167,14 +173,14 @@ def delete(agent_id: str) -> None:
 def seed(actor: str | None = None) -> dict:
     """Create the default agents that do not exist yet; never overwrite."""
     created, skipped = [], []
-    for spec in SEED_AGENTS:
-        if agents.get(spec["id"]) is not None:
-            skipped.append(spec["id"])
+    for default in SEED_AGENTS:
+        if agents.get(default["id"]) is not None:
+            skipped.append(default["id"])
             continue
         try:
-            create(dict(spec), actor)
+            create(dict(default), actor)
         except Conflict:
-            skipped.append(spec["id"])
+            skipped.append(default["id"])
         else:
-            created.append(spec["id"])
+            created.append(default["id"])
     return {"created": created, "skipped": skipped}

@@ -1,0 +1,63 @@
+"""Without credentials, every non-public operation answers 401; public ones answer."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from hub import spec
+
+POLICIES = sorted(spec.policies().values(), key=lambda p: (p.path, p.method))
+SAMPLE = {"agent_id": "assistant", "key_id": "key_x", "version": "1"}
+
+
+def _url(path: str) -> str:
+    return re.sub(r"\{([^}]+)\}", lambda m: SAMPLE[m.group(1)], path)
+
+
+@pytest.mark.parametrize(
+    "policy", [p for p in POLICIES if p.role != "public"], ids=lambda p: p.operation_id
+)
+def test_non_public_operation_needs_a_key(anon, policy):
+    response = anon.request(policy.method, _url(policy.path), headers={"X-Confirm": "yes"})
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    "policy", [p for p in POLICIES if p.role != "public"], ids=lambda p: p.operation_id
+)
+def test_a_wrong_key_is_401_too(anon, policy):
+    response = anon.request(
+        policy.method, _url(policy.path), headers={"X-API-Key": "aeth_not-a-key"}
+    )
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "policy", [p for p in POLICIES if p.role == "public"], ids=lambda p: p.operation_id
+)
+def test_public_operation_answers_without_a_key(anon, policy):
+    response = anon.request(policy.method, _url(policy.path))
+    assert response.status_code == 200
+
+
+def test_metrics_can_be_made_private(app, anon, keyring):
+    app.runtime.apply_overrides({"metrics_public": False})
+    assert anon.get("/metrics").status_code == 401
+    viewer = anon.get("/metrics", headers={"Authorization": f"Bearer {keyring['viewer']}"})
+    assert viewer.status_code == 200
+
+
+def test_the_outline_public_list_is_exactly_what_the_spec_makes_public():
+    public = {p.path for p in POLICIES if p.role == "public"}
+    assert public == {
+        "/health/live",
+        "/health/ready",
+        "/api/v1/status",
+        "/metrics",
+        "/.well-known/agent.json",
+    }

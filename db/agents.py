@@ -91,8 +91,8 @@ def listing(*, status: str | None = None, capability: str | None = None) -> peew
         query = query.where(Agent.status == status)
     if capability:
         # capabilities is a JSON array of slugs stored as text: match the quoted element.
-        needle = '"' + capability.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        query = query.where(Agent.capabilities.contains(needle))
+        # (Cast to text so the needle is not JSON-encoded again as a field value.)
+        query = query.where(Agent.capabilities.cast("TEXT").contains(f'"{capability}"'))
     return query
 
 

@@ -48,3 +48,11 @@ def listing(*, include_revoked: bool = False) -> peewee.Select:
     if not include_revoked:
         query = query.where(ApiKey.revoked_at.is_null())
     return query
+
+
+def mark_used(key_id: str, now, *, unless_since) -> None:
+    """Record use, at most once per interval (one UPDATE, skipped while recent)."""
+    ApiKey.update(last_used_at=now).where(
+        (ApiKey.id == key_id)
+        & (ApiKey.last_used_at.is_null() | (ApiKey.last_used_at < unless_since))
+    ).execute()

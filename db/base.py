@@ -6,7 +6,6 @@ database URL says so. The same models, queries and numbered migrations serve bot
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
 import os
@@ -62,22 +61,29 @@ def iso(value: dt.datetime | None) -> str | None:
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 _id_lock = threading.Lock()
-_last_ms = 0
+_last: tuple[int, int] = (0, 0)
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
 
 
 def new_id(prefix: str) -> str:
-    """A prefixed, time-sortable id: ``<prefix>_`` + 10 chars of ms time + 16 random chars."""
-    global _last_ms
+    """A prefixed, sortable id: ``<prefix>_`` + 10 chars of ms time + 16 chars of randomness.
+
+    Monotonic within a process (like a monotonic ULID): an id made in the same millisecond
+    as the previous one increments its random part, so creation order is sort order.
+    """
+    global _last
     with _id_lock:
-        ms = max(int(time.time() * 1000), _last_ms)
-        _last_ms = ms
-    stamp = ""
-    for _ in range(10):
-        stamp = _CROCKFORD[ms & 31] + stamp
-        ms >>= 5
-    rand = base64.b32encode(os.urandom(10)).decode().lower()
-    rand = rand.translate(str.maketrans("ilou", "jkmv"))  # stay inside the Crockford alphabet
-    return f"{prefix}_{stamp}{rand[:16]}"
+        ms = max(int(time.time() * 1000), _last[0])
+        rand = _last[1] + 1 if ms == _last[0] else int.from_bytes(os.urandom(10), "big") >> 1
+        _last = (ms, rand)
+    return f"{prefix}_{_encode(ms, 10)}{_encode(rand, 16)}"
 
 
 # --- fields and models -------------------------------------------------------------------

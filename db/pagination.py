@@ -16,21 +16,22 @@ def encode_cursor(value: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> Any:
+def _invalid() -> ValidationFailed:
+    return ValidationFailed(
+        "The cursor is not one this server issued.",
+        errors=[{"field": "query.cursor", "message": "invalid cursor"}],
+    )
+
+
+def decode_cursor(cursor: str, expected: type) -> Any:
+    """The key value inside a cursor; 400 unless it is of the ``expected`` type."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
-        value = data["k"]
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())["k"]
     except (ValueError, KeyError, TypeError, UnicodeError) as exc:
-        raise ValidationFailed(
-            "The cursor is not one this server issued.",
-            errors=[{"field": "cursor", "message": "invalid cursor"}],
-        ) from exc
-    if not isinstance(value, str | int):
-        raise ValidationFailed(
-            "The cursor is not one this server issued.",
-            errors=[{"field": "cursor", "message": "invalid cursor"}],
-        )
+        raise _invalid() from exc
+    if type(value) is not expected:  # bool is an int subclass: compare exact types
+        raise _invalid()
     return value
 
 
@@ -44,7 +45,8 @@ def page(
 ) -> tuple[list, str | None]:
     """One page of ``query`` ordered by the unique ``key``; returns (rows, next_cursor)."""
     if cursor:
-        last = decode_cursor(cursor)
+        integer = isinstance(key, peewee.IntegerField | peewee.AutoField)
+        last = decode_cursor(cursor, int if integer else str)
         query = query.where(key < last if descending else key > last)
     query = query.order_by(key.desc() if descending else key.asc()).limit(limit + 1)
     rows = list(query)

@@ -45,10 +45,9 @@ connexion_starlette.PATH_PARAMETER_CONVERTERS = {"path": "path"}
 
 # Handlers only ever produce the success media type; problem+json comes from the error
 # handlers. Without this, an operation that declares both makes Connexion refuse every plain
-# dict a handler returns ("Multiple response content types").
-OpenAPIOperation.produces = property(
-    lambda self: [t for t in self._produces if t != PROBLEM_JSON] or self._produces
-)
+# dict a handler returns ("Multiple response content types"), and a 204 would be labelled a
+# problem.
+OpenAPIOperation.produces = property(lambda self: [t for t in self._produces if t != PROBLEM_JSON])
 
 
 # Connexion validates the whole document against the OpenAPI meta-schema each time an app is

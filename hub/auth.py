@@ -6,16 +6,19 @@ secrets with that much entropy, and keeps the per-request lookup to one indexed 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 
 from db import api_keys
+from db.base import utcnow
 
 ROLES = ("viewer", "operator", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 KEY_PREFIX = "aeth_"
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)  # last_used_at is kept to the minute
 
 
 @dataclass(frozen=True)
@@ -58,4 +61,7 @@ def authenticate(secret: str, admin_token: str) -> Principal | None:
     key = api_keys.active_by_hash(hash_secret(secret))
     if key is None:
         return None
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        api_keys.mark_used(key.id, now, unless_since=now - LAST_USED_RESOLUTION)
     return Principal(key_id=key.id, name=key.name, role=key.role)

@@ -111,6 +111,19 @@ class EdgeMiddleware:
                     else BadRequest("Content-Length is not a number.")
                 )
                 await send_problem(send_with_id, problem, request_id)
+            elif declared is None and "transfer-encoding" in headers:
+                # A chunked body: buffer it (within the limit) and give it a Content-Length,
+                # which Connexion needs to see a body at all.
+                body = await self._read_chunked(receive, limit)
+                if body is None:
+                    problem = PayloadTooLarge(f"The body is over the limit of {limit} bytes.")
+                    await send_problem(send_with_id, problem, request_id)
+                else:
+                    scope["headers"] = [
+                        *(h for h in scope["headers"] if h[0] != b"transfer-encoding"),
+                        (b"content-length", str(len(body)).encode()),
+                    ]
+                    await self.app(scope, _replay(body, receive), send_with_id)
             else:
                 await self.app(scope, self._limited(receive, limit), send_with_id)
         except Exception as exc:
@@ -144,6 +157,21 @@ class EdgeMiddleware:
         return self.runtime.settings.body_limit
 
     @staticmethod
+    async def _read_chunked(receive: Receive, limit: int) -> bytes | None:
+        """The whole body, or None as soon as it passes ``limit``."""
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if len(body) > limit:
+                return None
+            more = message.get("more_body", False)
+        return bytes(body)
+
+    @staticmethod
     def _limited(receive: Receive, limit: int) -> Receive:
         seen = 0
 
@@ -157,6 +185,20 @@ class EdgeMiddleware:
             return message
 
         return wrapped
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive channel that yields ``body`` once, then defers to the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 class PolicyMiddleware:
@@ -302,15 +344,6 @@ class PolicyMiddleware:
             await send({"type": "http.response.body", "body": record.body.encode()})
             return
 
-        sent = False
-
-        async def replay_receive() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
         captured: dict = {"status": 500, "headers": {}, "body": b""}
 
         async def capture(message: Message) -> None:
@@ -326,7 +359,7 @@ class PolicyMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, replay_receive, capture)
+            await self.app(scope, _replay(body, receive), capture)
         finally:
             await run_in_threadpool(_settle_idempotency_key, actor, key, captured)
 

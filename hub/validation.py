@@ -7,6 +7,7 @@ these subclasses fix both once for every operation.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from connexion.datastructures import MediaTypeDict
@@ -19,18 +20,17 @@ from jsonschema import ValidationError
 
 from hub.problems import ValidationFailed
 
+_REQUIRED = re.compile(r"^'(.+)' is a required property$")
+_UNEXPECTED = re.compile(r"\('(.+?)'(?:, '.+')* (?:was|were) unexpected\)")
+
 
 def _field(error: ValidationError, root: str = "body") -> str:
+    """Where an error is: ``body.memory.top_k``, the missing or the unexpected property."""
     path = [str(part) for part in error.absolute_path]
-    if error.validator == "required" and isinstance(error.instance, dict):
-        missing = [name for name in error.validator_value if name not in error.instance]
-        if missing:
-            path.append(missing[0])
-    elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = set(error.schema.get("properties", {}))
-        extra = [name for name in error.instance if name not in allowed]
-        if extra:
-            path.append(str(extra[0]))
+    if (error.validator == "required" and (match := _REQUIRED.match(error.message))) or (
+        error.validator == "additionalProperties" and (match := _UNEXPECTED.search(error.message))
+    ):
+        path.append(match.group(1))
     return ".".join([root, *path]) if path else root
 
 

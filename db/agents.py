@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import peewee
 
-from db.base import BaseModel, JSONField, iso
+from db.base import BaseModel, JSONField, Prepared, iso
 
 # Fields whose change makes a new configuration version.
 CONFIG_FIELDS = (
@@ -81,8 +81,11 @@ class AgentVersion(BaseModel):
         }
 
 
+_by_id = Prepared(Agent, lambda agent_id: Agent.select().where(Agent.id == agent_id))
+
+
 def get(agent_id: str) -> Agent | None:
-    return Agent.get_or_none(Agent.id == agent_id)
+    return _by_id.first(agent_id)
 
 
 def listing(*, status: str | None = None, capability: str | None = None) -> peewee.Select:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import peewee
 
-from db.base import BaseModel, iso
+from db.base import BaseModel, Prepared, iso
 
 
 class ApiKey(BaseModel):
@@ -31,12 +31,17 @@ class ApiKey(BaseModel):
         }
 
 
+_active_by_hash = Prepared(
+    ApiKey,
+    lambda secret_hash: ApiKey.select().where(
+        (ApiKey.secret_hash == secret_hash) & ApiKey.revoked_at.is_null()
+    ),
+)
+
+
 def active_by_hash(secret_hash: str) -> ApiKey | None:
-    return (
-        ApiKey.select()
-        .where((ApiKey.secret_hash == secret_hash) & ApiKey.revoked_at.is_null())
-        .first()
-    )
+    """The unrevoked key with this hash (runs on every authenticated request)."""
+    return _active_by_hash.first(secret_hash)
 
 
 def get(key_id: str) -> ApiKey | None:

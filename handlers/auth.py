@@ -11,7 +11,7 @@ from hub.problems import require
 from hub.services import keys
 
 
-def get_me():
+async def get_me():
     """The calling key's id, name and role."""
     caller = context.principal()
     return {"key_id": caller.key_id, "name": caller.name, "role": caller.role}, 200

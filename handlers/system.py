@@ -10,7 +10,7 @@ from hub import context, metrics
 from hub.services import system
 
 
-def get_liveness():
+async def get_liveness():
     """The process is up."""
     return {"status": "ok"}, 200
 
@@ -21,7 +21,7 @@ def get_readiness():
     return report, 200 if ready else 503
 
 
-def get_metrics():
+async def get_metrics():
     """Prometheus metrics."""
     return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
@@ -31,7 +31,7 @@ def get_status():
     return system.status(), 200
 
 
-def get_config():
+async def get_config():
     """Effective settings, secrets redacted."""
     return system.config(), 200
 

@@ -55,13 +55,27 @@ def credential_from_headers(authorization: str | None, api_key: str | None) -> s
 
 
 def authenticate(secret: str, admin_token: str) -> Principal | None:
-    """The principal a secret stands for, or None. Revoked keys never match."""
+    """The principal a secret stands for, or None. Revoked keys never match.
+
+    Records ``last_used_at`` (to the minute) as a side effect; ``lookup`` is the read alone.
+    """
+    found = lookup(secret, admin_token)
+    if found is not None and found[1]:
+        record_use(found[0].key_id)
+    return found[0] if found else None
+
+
+def lookup(secret: str, admin_token: str) -> tuple[Principal, bool] | None:
+    """(principal, whether its last use should be recorded now) — one indexed read."""
     if admin_token and hmac.compare_digest(secret.encode(), admin_token.encode()):
-        return ADMIN_TOKEN_PRINCIPAL
+        return ADMIN_TOKEN_PRINCIPAL, False
     key = api_keys.active_by_hash(hash_secret(secret))
     if key is None:
         return None
+    stale = key.last_used_at is None or utcnow() - key.last_used_at > LAST_USED_RESOLUTION
+    return Principal(key_id=key.id, name=key.name, role=key.role), stale
+
+
+def record_use(key_id: str) -> None:
     now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        api_keys.mark_used(key.id, now, unless_since=now - LAST_USED_RESOLUTION)
-    return Principal(key_id=key.id, name=key.name, role=key.role)
+    api_keys.mark_used(key_id, now, unless_since=now - LAST_USED_RESOLUTION)

@@ -9,11 +9,11 @@ import json
 import pytest
 
 from db.agents import AgentVersion
+from tests.assertions import assert_problem, error_fields
 from tests.conftest import auth
 from tests.factories import agent_body, make_agent
 
 AGENTS = "/api/v1/agents"
-PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id"}
 NOW = "2026-01-01T12:00:00.000Z"  # the fake clock's start, as the API writes it
 
 
@@ -50,24 +50,6 @@ def config_of(agent: dict) -> dict:
     """The configuration fields of an agent answer (what a version records)."""
     volatile = {"id", "status", "config_version", "version", "created_at", "updated_at"}
     return {name: value for name, value in agent.items() if name not in volatile}
-
-
-def assert_problem(response, status: int, code: str) -> dict:
-    """The answer is an application/problem+json with every required member."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert set(body) >= PROBLEM_KEYS, body
-    assert set(body) <= PROBLEM_KEYS | {"errors"}, body
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["request_id"] == response.headers["x-request-id"]
-    assert body["type"] and body["title"] and body["detail"]
-    return body
-
-
-def error_fields(response) -> set[str]:
-    return {error["field"] for error in response.json().get("errors", [])}
 
 
 def assert_bad_request(response, field: str) -> dict:

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from db.audit import AuditEntry
+from tests.assertions import assert_problem
 from tests.conftest import auth
 from tests.factories import agent_body, make_agent
 
@@ -18,26 +19,11 @@ AUDIT = "/api/v1/audit-log"
 VERIFY = "/api/v1/audit-log/verify"
 AGENTS = "/api/v1/agents"
 KEYS = "/api/v1/api-keys"
-PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id"}
 NOW = "2026-01-01T12:00:00.000Z"  # the fake clock's start, as the API writes it
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def assert_problem(response, status: int, code: str) -> dict:
-    """The answer is an application/problem+json with every required member."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert set(body) >= PROBLEM_KEYS, body
-    assert set(body) <= PROBLEM_KEYS | {"errors"}, body
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["request_id"] == response.headers["x-request-id"]
-    assert body["type"] and body["title"] and body["detail"]
-    return body
 
 
 def entries(client, **params) -> list[dict]:

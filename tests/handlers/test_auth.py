@@ -12,11 +12,11 @@ from db import base as db_base
 from db.api_keys import ApiKey
 from hub.app import create_app
 from hub.services import keys
+from tests.assertions import assert_problem, error_fields
 from tests.conftest import auth
 
 ME = "/api/v1/auth/me"
 KEYS = "/api/v1/api-keys"
-PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id"}
 KEY_FIELDS = {
     "id",
     "name",
@@ -33,24 +33,6 @@ CONFIRM = {"X-Confirm": "yes"}
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def assert_problem(response, status: int, code: str) -> dict:
-    """The answer is an application/problem+json with every required member."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert set(body) >= PROBLEM_KEYS, body
-    assert set(body) <= PROBLEM_KEYS | {"errors"}, body
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["request_id"] == response.headers["x-request-id"]
-    assert body["type"] and body["title"] and body["detail"]
-    return body
-
-
-def error_fields(response) -> set[str]:
-    return {error["field"] for error in response.json().get("errors", [])}
 
 
 def key_url(key_id: str) -> str:

@@ -7,21 +7,7 @@ import logging
 
 import pytest
 
-PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id"}
-
-
-def assert_problem(response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert set(body) >= PROBLEM_KEYS
-    assert body["status"] == status
-    assert body["type"].startswith("https://")
-    assert body["request_id"] == response.headers["x-request-id"]
-    if code:
-        assert body["code"] == code
-    assert "Traceback" not in response.text
-    return body
+from tests.assertions import assert_problem
 
 
 def test_unknown_path_is_404(client):

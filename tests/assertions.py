@@ -1,0 +1,26 @@
+"""Assertions shared by the handler and runtime tests."""
+
+from __future__ import annotations
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id"}
+
+
+def assert_problem(response, status: int, code: str | None = None) -> dict:
+    """The answer is an application/problem+json with every required member, and no internals."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert set(body) >= PROBLEM_KEYS, body
+    assert set(body) <= PROBLEM_KEYS | {"errors"}, body
+    assert body["status"] == status
+    if code is not None:
+        assert body["code"] == code
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert body["type"].startswith("https://") and body["title"] and body["detail"]
+    assert "Traceback" not in response.text
+    return body
+
+
+def error_fields(response) -> set[str]:
+    """The fields a validation problem names."""
+    return {error["field"] for error in response.json().get("errors", [])}

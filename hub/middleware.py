@@ -16,14 +16,12 @@ import logging
 import re
 import time
 
-import peewee
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db import base as db_base
-from db import system
-from db.base import new_id, utcnow, write_transaction
+from db.base import new_id
 from hub import auth, metrics, spec
 from hub.problems import (
     PROBLEM_JSON,
@@ -39,7 +37,7 @@ from hub.problems import (
     Unauthorized,
 )
 from hub.runtime import Runtime
-from hub.services import audit
+from hub.services import audit, idempotency
 
 access_log = logging.getLogger("aether.access")
 error_log = logging.getLogger("aether.error")
@@ -334,7 +332,7 @@ class PolicyMiddleware:
             scope["method"].encode() + b" " + scope["path"].encode() + b"\n" + body
         ).hexdigest()
         record = await run_in_threadpool(
-            _claim_idempotency_key, actor, key, info["operation"], request_hash
+            idempotency.claim, actor, key, info["operation"], request_hash
         )
         if record is not None:
             if record.request_hash != request_hash:
@@ -370,36 +368,4 @@ class PolicyMiddleware:
         try:
             await self.app(scope, _replay(body, receive), capture)
         finally:
-            await run_in_threadpool(_settle_idempotency_key, actor, key, captured)
-
-
-def _claim_idempotency_key(
-    actor: str, key: str, operation_id: str, request_hash: str
-) -> system.IdempotencyRecord | None:
-    """Insert an in-progress record; return the existing one when the key was seen."""
-    try:
-        with write_transaction():
-            system.IdempotencyRecord.create(
-                actor=actor,
-                key=key,
-                operation_id=operation_id,
-                request_hash=request_hash,
-                created_at=utcnow(),
-            )
-    except peewee.IntegrityError:
-        return system.idempotency_record(actor, key)
-    return None
-
-
-def _settle_idempotency_key(actor: str, key: str, captured: dict) -> None:
-    """Keep a 2xx answer for replay; forget the key otherwise so the client may retry."""
-    query_filter = (system.IdempotencyRecord.actor == actor) & (system.IdempotencyRecord.key == key)
-    with write_transaction():
-        if 200 <= captured["status"] < 300:
-            system.IdempotencyRecord.update(
-                status=captured["status"],
-                headers=captured["headers"],
-                body=captured["body"].decode("utf-8", "replace"),
-            ).where(query_filter).execute()
-        else:
-            system.IdempotencyRecord.delete().where(query_filter).execute()
+            await run_in_threadpool(idempotency.settle, actor, key, captured)

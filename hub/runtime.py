@@ -16,6 +16,7 @@ import peewee
 from db import system
 from db.base import new_id, utcnow, write_transaction
 from hub import __version__, logs, metrics
+from hub.services import idempotency
 from hub.settings import Settings
 
 log = logging.getLogger("aether.runtime")
@@ -103,11 +104,13 @@ class Runtime:
         self.apply_overrides(system.overrides())
 
     def beat(self) -> None:
+        """Record the heartbeat, pick up runtime settings, drop expired idempotency keys."""
         with write_transaction():
             system.Instance.update(heartbeat_at=utcnow(), draining=self.draining).where(
                 system.Instance.id == self.instance_id
             ).execute()
         self.apply_overrides(system.overrides())
+        idempotency.prune()
 
     def drain(self) -> None:
         self.draining = True

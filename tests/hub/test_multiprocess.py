@@ -1,0 +1,113 @@
+"""Two hub processes on one PostgreSQL: one registry of instances, shared settings and data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+TOKEN = "multi-process-admin-token-0123456789"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(predicate, what: str, attempts: int = 200) -> None:
+    """Poll (bounded) until ``predicate()`` is true."""
+    for _ in range(attempts):
+        try:
+            if predicate():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@pytest.fixture
+def two_hubs(pg_server, pg_admin, tmp_path):
+    pg_admin.execute("CREATE DATABASE multi")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AETHER_")},
+        "AETHER_DATABASE_URL": pg_server.url_for("multi"),
+        "AETHER_ADMIN_TOKEN": TOKEN,
+        "AETHER_HEARTBEAT_SECONDS": "0.2",
+        "AETHER_LOG_LEVEL": "warning",
+        "AETHER_DATA_DIR": str(tmp_path),
+    }
+    hubs = []
+    for name in ("alpha", "beta"):
+        port = _free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)],
+            env={**env, "AETHER_INSTANCE_NAME": name},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        hubs.append((process, f"http://127.0.0.1:{port}"))
+    try:
+        for _, url in hubs:
+            _wait(lambda url=url: httpx.get(f"{url}/health/ready").status_code == 200, url)
+        yield [url for _, url in hubs], [process for process, _ in hubs]
+    finally:
+        for process, _ in hubs:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process, _ in hubs:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        pg_admin.execute("DROP DATABASE IF EXISTS multi WITH (FORCE)")
+
+
+def test_two_processes_share_instances_settings_and_data(two_hubs):
+    (alpha, beta), processes = two_hubs
+
+    instances = httpx.get(f"{alpha}/api/v1/runtime/instances", headers=HEADERS).json()["items"]
+    assert sorted((i["name"], i["state"]) for i in instances) == [
+        ("alpha", "running"),
+        ("beta", "running"),
+    ]
+
+    created = httpx.post(
+        f"{alpha}/api/v1/agents",
+        headers=HEADERS,
+        json={"id": "shared", "name": "Shared", "model": "builtin/echo"},
+    )
+    assert created.status_code == 201
+    assert httpx.get(f"{beta}/api/v1/agents/shared", headers=HEADERS).json() == created.json()
+
+    changed = httpx.patch(
+        f"{alpha}/api/v1/config",
+        headers={**HEADERS, "X-Confirm": "yes"},
+        json={"rate_limit_per_minute": 1234},
+    )
+    assert changed.status_code == 200
+
+    def beta_limit() -> int:
+        config = httpx.get(f"{beta}/api/v1/config", headers=HEADERS).json()
+        return config["settings"]["rate_limit_per_minute"]
+
+    _wait(lambda: beta_limit() == 1234, "beta to pick up the setting at its heartbeat")
+
+    processes[1].send_signal(signal.SIGTERM)
+    processes[1].wait(timeout=15)
+    states = {
+        i["name"]: i["state"]
+        for i in httpx.get(f"{alpha}/api/v1/runtime/instances", headers=HEADERS).json()["items"]
+    }
+    assert states == {"alpha": "running", "beta": "stopped"}
+
+    verdict = httpx.get(f"{alpha}/api/v1/audit-log/verify", headers=HEADERS).json()
+    assert verdict["valid"] is True and verdict["checked"] == 2

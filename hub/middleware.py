@@ -217,7 +217,7 @@ class PolicyMiddleware:
             return
         info = request_info(scope)
         info["operation"] = policy.operation_id
-        resolved = spec.resolve_path(scope["path"])
+        resolved = spec.resolve_path(scope["path"]) if "{" in policy.path else None
         if resolved is not None and resolved[0] != policy.path:
             # Routed to a template (`/agents/{agent_id}`) although a literal path of the spec
             # (`/agents/seed`) owns this URL and lacks the method.

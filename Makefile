@@ -27,7 +27,7 @@ check: $(STAMP)  ## lint, format, codegen drift, contract rules
 	$(PY) tools/check_spec.py
 
 bench: $(STAMP)  ## measure the hub against a bare Starlette + Peewee app
-	$(PY) tools/bench.py
+	$(PY) tools/bench.py $(BENCH_ARGS)
 
 codegen: $(STAMP)  ## regenerate generated/ from openapi.yaml
 	$(PY) tools/codegen.py

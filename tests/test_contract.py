@@ -2,9 +2,9 @@
 SQLite and on PostgreSQL.
 
 Both generation modes (positive and negative) and the coverage phase run, and schemathesis'
-``ignored_auth`` check probes every operation without and with bad credentials.
-``tests/test_auth_required.py`` separately walks every non-public operation without
-credentials and expects 401.
+``ignored_auth`` check probes every operation without and with bad credentials. A second run
+sends generated requests for every operation with no credentials at all: only the public
+ones may answer anything but 401 (``tests/test_auth_required.py`` also walks them by hand).
 
 Check configuration (the only deviations from schemathesis' defaults, each with its reason):
 - ``missing_required_header`` also accepts 428: the contract answers a missing ``X-Confirm``
@@ -92,6 +92,23 @@ def test_every_operation_conforms(case, contract_hub):
     case.call_and_validate()
 
 
-def test_spec_covers_every_handler():
-    """The contract test reaches every operation: the spec has no operation without a policy."""
-    assert len(spec.policies()) == sum(1 for _ in spec.policies().values())
+# The second run: the same generated requests without any credentials. Every operation that
+# is not public must answer 401 (and never run); public ones must not.
+anonymous = schemathesis.openapi.from_path(str(spec.SPEC_PATH))
+anonymous.app = bound
+anonymous.config.update(base_url="http://testserver")
+anonymous.config.generation.update(modes=[GenerationMode.POSITIVE])
+PUBLIC = {policy.operation_id for policy in spec.policies().values() if policy.role == "public"}
+
+
+@anonymous.parametrize()
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+def test_without_credentials_only_public_operations_answer(case, contract_hub):
+    for name in ("Authorization", "X-API-Key"):
+        (case.headers or {}).pop(name, None)
+    response = case.call()
+    if case.operation.definition.raw["operationId"] in PUBLIC:
+        assert response.status_code != 401, response.text
+    else:
+        assert response.status_code == 401, response.text
+        assert response.json()["code"] == "unauthorized"

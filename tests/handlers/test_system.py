@@ -167,3 +167,38 @@ def test_docs_are_public_and_offline(anon, path):
         assert "swagger-ui" in response.text
         assert "https://" not in response.text.split("<body")[0], "assets are served locally"
         assert anon.get("/api/v1/ui/swagger-ui-bundle.js").status_code == 200
+
+
+def test_cors_is_off_by_default(anon):
+    response = anon.get("/health/live", headers={"Origin": "https://ui.example"})
+    assert "access-control-allow-origin" not in response.headers
+
+
+def test_cors_allows_the_configured_origins(settings):
+    from starlette.testclient import TestClient
+
+    from hub.app import create_app
+
+    hub = create_app(settings.replace(cors_origins=("https://ui.example",)))
+    with TestClient(hub) as browser:
+        preflight = browser.options(
+            "/api/v1/agents",
+            headers={
+                "Origin": "https://ui.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://ui.example"
+        simple = browser.get("/health/live", headers={"Origin": "https://ui.example"})
+        assert simple.headers["access-control-allow-origin"] == "https://ui.example"
+        assert "X-Request-Id" in simple.headers["access-control-expose-headers"]
+        other = browser.get("/health/live", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_the_body_limit_is_a_setting(app, client):
+    app.runtime.settings = app.runtime.settings.replace(body_limit=100)
+    response = client.post("/api/v1/agents", json={"id": "x" * 200, "name": "n", "model": "a/b"})
+    assert response.status_code == 413

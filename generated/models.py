@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -494,3 +495,532 @@ class AuditVerification(BaseModel):
     first_broken_id: int | None = Field(...)
     after_id: int | None = Field(..., description='The last good entry.')
     reason: str | None = Field(...)
+
+
+class SessionStatus(StrEnum):
+    open = 'open'
+    closed = 'closed'
+
+
+class Metadata(RootModel[dict[str, Any]]):
+    """
+    Free-form JSON the client keeps with the session.
+    """
+
+    root: dict[str, Any] = Field(..., max_length=32)
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    agent_id: Slug
+    title: str | None = Field(
+        None, max_length=200, pattern='^[^\\u0000-\\u001f\\u007f]*$'
+    )
+    metadata: Metadata | None = None
+
+
+class SessionUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    title: str | None = Field(
+        None, max_length=200, pattern='^[^\\u0000-\\u001f\\u007f]*$'
+    )
+    metadata: Metadata | None = None
+
+
+class Session(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    agent_id: str
+    title: str
+    metadata: dict[str, Any]
+    status: SessionStatus
+    message_count: int
+    version: int = Field(..., description='Bumped by every change; the `ETag`.')
+    created_at: Timestamp
+    updated_at: Timestamp
+    closed_at: AwareDatetime | None = Field(...)
+
+
+class SessionList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Session]
+    next_cursor: NextCursor | None
+
+
+class MessageCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    content: str = Field(..., max_length=100000, min_length=1, pattern='^[^\\u0000]*$')
+    stream: bool = Field(False, description='Answer with server-sent events.')
+
+
+class MessageEdit(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    content: str = Field(..., max_length=100000, min_length=1, pattern='^[^\\u0000]*$')
+
+
+class Role1(StrEnum):
+    user = 'user'
+    assistant = 'assistant'
+
+
+class Status3(StrEnum):
+    """
+    An assistant message is `streaming` while generated.
+    """
+
+    complete = 'complete'
+    streaming = 'streaming'
+    stopped = 'stopped'
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    session_id: str
+    role: Role1
+    content: str
+    status: Status3 = Field(
+        ..., description='An assistant message is `streaming` while generated.'
+    )
+    turn_id: str | None = Field(..., description='The turn that produced it.')
+    created_at: Timestamp
+
+
+class MessageList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Message]
+    next_cursor: NextCursor | None
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Status4(StrEnum):
+    running = 'running'
+    completed = 'completed'
+    stopped = 'stopped'
+    failed = 'failed'
+
+
+class ContextItem(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    role: str
+    content: str
+
+
+class Turn(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    session_id: str
+    agent_id: str
+    agent_config_version: int
+    user_message_id: str
+    assistant_message_id: str | None = Field(...)
+    provider: str
+    model: str
+    status: Status4
+    finish_reason: str | None = Field(...)
+    usage: Usage
+    latency_ms: float | None = Field(...)
+    time_to_first_token_ms: float | None = Field(...)
+    context: list[ContextItem] = Field(
+        ..., description='The exact messages sent to the model.'
+    )
+    error: dict[str, Any] | None = Field(
+        ..., description='The problem, when the provider failed.'
+    )
+    created_at: Timestamp
+    completed_at: AwareDatetime | None = Field(...)
+
+
+class TurnList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Turn]
+    next_cursor: NextCursor | None
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    message: Message
+    turn: Turn
+
+
+class StopResult(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    stopped: bool = Field(
+        ..., description='Whether a generation was running and is now stopped.'
+    )
+    turn_id: str | None = Field(...)
+
+
+class FeedbackPut(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    grade: int = Field(..., ge=1, le=5)
+    comment: str | None = Field(None, max_length=5000, pattern='^[^\\u0000]*$')
+
+
+class Feedback(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    turn_id: str
+    grade: int
+    comment: str
+    updated_at: Timestamp
+
+
+class Error1(BaseModel):
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    message: str
+    type: str
+    param: str | None = Field(...)
+    code: str | None = Field(...)
+
+
+class OpenAIErrorBody(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    error: Error1
+
+
+class OpenAIModel(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    object: Literal['model']
+    created: int
+    owned_by: str
+
+
+class OpenAIModelList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    object: Literal['list']
+    data: list[OpenAIModel]
+
+
+class Role2(StrEnum):
+    system = 'system'
+    developer = 'developer'
+    user = 'user'
+    assistant = 'assistant'
+    tool = 'tool'
+
+
+class Content(RootModel[str | None]):
+    root: str | None = Field(
+        None,
+        description='Text, or a list of parts of which the text parts are used.',
+        max_length=100000,
+        pattern='^[^\\u0000]*$',
+    )
+
+
+class Content1Item(BaseModel):
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    type: str
+    text: str | None = Field(None, max_length=100000, pattern='^[^\\u0000]*$')
+
+
+class Content1(RootModel[list[Content1Item] | None]):
+    root: list[Content1Item] | None = Field(
+        None,
+        description='Text, or a list of parts of which the text parts are used.',
+        max_length=64,
+    )
+
+
+class ChatCompletionMessage(BaseModel):
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    role: Role2
+    content: Content | Content1 | None = Field(
+        None, description='Text, or a list of parts of which the text parts are used.'
+    )
+    name: str | None = Field(None, max_length=64)
+    tool_call_id: str | None = Field(None, max_length=64)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    include_usage: bool | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """
+    OpenAI's request; fields this hub does not use are accepted and ignored.
+    """
+
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    model: str = Field(
+        ..., max_length=200, min_length=1, pattern='^[A-Za-z0-9][A-Za-z0-9_.:/-]*$'
+    )
+    messages: list[ChatCompletionMessage] = Field(..., max_length=1000, min_length=1)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(None, ge=1, le=1000000)
+    max_completion_tokens: int | None = Field(None, ge=1, le=1000000)
+
+
+class Message1(BaseModel):
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    role: Literal['assistant']
+    content: str | None = Field(...)
+
+
+class Choice(BaseModel):
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    index: int
+    message: Message1
+    finish_reason: str
+
+
+class Usage1(BaseModel):
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    id: str
+    object: Literal['chat.completion']
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage1
+
+
+class Kind(StrEnum):
+    builtin = 'builtin'
+    openai = 'openai'
+
+
+class Model(RootModel[str]):
+    root: str = Field(
+        ..., max_length=200, min_length=1, pattern='^[A-Za-z0-9][A-Za-z0-9_.:/-]*$'
+    )
+
+
+class ProviderPut(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    kind: Kind
+    base_url: str | None = Field(
+        None,
+        description="Any OpenAI-compatible API root (OpenAI, Ollama, vLLM, LiteLLM, another hub's /v1).",
+        max_length=500,
+        pattern='^https?://[^\\s]+$',
+    )
+    api_key: str | None = Field(
+        None,
+        description='Stored encrypted, never returned. Absent keeps the stored key; null removes it.',
+        max_length=500,
+        pattern='^[!-~]*$',
+    )
+    models: list[Model] | None = Field(None, max_length=100)
+    connect_timeout: float | None = Field(None, ge=0.1, le=600.0)
+    read_timeout: float | None = Field(None, ge=0.1, le=3600.0)
+
+
+class Source(StrEnum):
+    builtin = 'builtin'
+    env = 'env'
+    api = 'api'
+
+
+class State1(StrEnum):
+    closed = 'closed'
+    open = 'open'
+    half_open = 'half_open'
+
+
+class Breaker(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    state: State1
+    consecutive_failures: int
+    open_for_seconds: float | None = Field(...)
+
+
+class Provider(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    kind: Kind
+    source: Source
+    base_url: str | None = Field(...)
+    models: list[str]
+    has_api_key: bool
+    breaker: Breaker
+    version: int
+
+
+class ProviderList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Provider]
+    next_cursor: NextCursor | None
+
+
+class ProviderTest(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    ok: bool
+    provider: str
+    model: str
+    latency_ms: float
+    reply: str | None = Field(...)
+    error: dict[str, Any] | None = Field(...)
+
+
+class UsageSummary(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    days: int
+    since: date
+    calls: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float = Field(..., description='USD, from the AETHER_PRICES table.')
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    day: date
+    calls: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float = Field(..., description='USD, from the AETHER_PRICES table.')
+
+
+class UsageByDay(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    days: int
+    items: list[Item]
+
+
+class Item1(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    provider: str
+    model: str
+    calls: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float = Field(..., description='USD, from the AETHER_PRICES table.')
+
+
+class UsageByModel(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    days: int
+    items: list[Item1]
+
+
+class Item2(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    agent_id: str
+    calls: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float = Field(..., description='USD, from the AETHER_PRICES table.')
+
+
+class UsageByAgent(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    days: int
+    items: list[Item2]
+
+
+class UsageSession(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    session_id: str
+    calls: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float = Field(..., description='USD, from the AETHER_PRICES table.')

@@ -25,15 +25,16 @@ from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from connexion.spec import OpenAPISpecification
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Router
+from starlette.routing import Router, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from db import base as db_base
-from hub import errors, logs, spec, state
+from db import providers as db_providers
+from hub import errors, logs, spec, state, ws
 from hub.middleware import EdgeMiddleware, PolicyMiddleware
 from hub.problems import PROBLEM_JSON
 from hub.runtime import Runtime
-from hub.services import keys
+from hub.services import keys, providers
 from hub.settings import Settings
 from hub.validation import validator_map
 
@@ -118,6 +119,14 @@ def create_app(settings: Settings | None = None) -> Hub:
     runtime.register()
     runtime.bootstrap_secret = keys.ensure_bootstrap_key(settings.admin_token)
     state.set_runtime(runtime)
+    runtime.providers = providers.new_registry()
+    loaded = [providers.load(runtime.providers, settings)]
+
+    def reload_providers() -> None:  # another instance may have changed the stored set
+        if db_providers.signature() != loaded[0]:
+            loaded[0] = providers.load(runtime.providers, settings)
+
+    runtime.on_beat.append(reload_providers)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -155,4 +164,4 @@ def create_app(settings: Settings | None = None) -> Hub:
             allow_headers=["*"],
             expose_headers=["ETag", "Location", "X-Request-Id", "Retry-After"],
         )
-    return Hub(http, Router(routes=[]), runtime)
+    return Hub(http, Router(routes=[WebSocketRoute("/api/v1/ws", ws.endpoint)]), runtime)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from connexion.exceptions import (
@@ -16,7 +15,7 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
 from hub import problems, spec
-from hub.problems import PROBLEM_JSON, Problem
+from hub.problems import Problem
 
 log = logging.getLogger("aether.error")
 
@@ -26,11 +25,12 @@ def _request_id(request: ConnexionRequest) -> str:
 
 
 def render(request: ConnexionRequest, problem: Problem) -> ConnexionResponse:
+    body, media_type = problems.render(problem, _request_id(request), request.scope["path"])
     return ConnexionResponse(
         status_code=problem.status,
-        mimetype=PROBLEM_JSON,
-        content_type=PROBLEM_JSON,
-        body=json.dumps(problem.to_dict(_request_id(request))).encode(),
+        mimetype=media_type,
+        content_type=media_type,
+        body=body,
         headers=problem.headers,
     )
 

@@ -23,6 +23,28 @@ DRAINING = Gauge("aether_draining", "1 while this instance is draining.")
 AUDIT_ENTRIES = Counter("aether_audit_entries_total", "Audit log entries written.")
 RATE_LIMITED = Counter("aether_rate_limited_total", "Requests refused by the rate limit.")
 
+LLM_CALLS = Counter(
+    "aether_llm_calls_total",
+    "LLM calls, by provider, model and status.",
+    ("provider", "model", "status"),
+)
+LLM_TOKENS = Counter(
+    "aether_llm_tokens_total",
+    "LLM tokens, by provider, model and kind.",
+    ("provider", "model", "kind"),
+)
+LLM_LATENCY = Histogram(
+    "aether_llm_request_duration_seconds",
+    "Time of a whole LLM call, by provider and model.",
+    ("provider", "model"),
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+BREAKER_STATE = Gauge(
+    "aether_provider_breaker_state",
+    "Circuit breaker per provider: 0 closed, 1 half-open, 2 open.",
+    ("provider",),
+)
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 

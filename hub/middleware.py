@@ -11,7 +11,6 @@ and roles, the per-key rate limit, ``X-Confirm`` on destructive operations,
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import time
@@ -24,7 +23,6 @@ from db import base as db_base
 from db.base import new_id
 from hub import auth, metrics, spec
 from hub.problems import (
-    PROBLEM_JSON,
     BadRequest,
     ConfirmationRequired,
     Conflict,
@@ -36,6 +34,7 @@ from hub.problems import (
     RateLimited,
     Unauthorized,
 )
+from hub.problems import render as render_problem
 from hub.runtime import Runtime
 from hub.services import audit, idempotency
 
@@ -60,10 +59,10 @@ def status_of(exc: BaseException) -> int:
     return 500
 
 
-async def send_problem(send: Send, problem: Problem, request_id: str) -> None:
-    body = json.dumps(problem.to_dict(request_id)).encode()
+async def send_problem(send: Send, problem: Problem, request_id: str, path: str) -> None:
+    body, media_type = render_problem(problem, request_id, path)
     headers = [
-        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-type", media_type.encode()),
         (b"content-length", str(len(body)).encode()),
         *((k.lower().encode(), v.encode()) for k, v in problem.headers.items()),
     ]
@@ -109,14 +108,14 @@ class EdgeMiddleware:
                     if declared.isdigit()
                     else BadRequest("Content-Length is not a number.")
                 )
-                await send_problem(send_with_id, problem, request_id)
+                await send_problem(send_with_id, problem, request_id, scope["path"])
             elif declared is None and "transfer-encoding" in headers:
                 # A chunked body: buffer it (within the limit) and give it a Content-Length,
                 # which Connexion needs to see a body at all.
                 body = await self._read_chunked(receive, limit)
                 if body is None:
                     problem = PayloadTooLarge(f"The body is over the limit of {limit} bytes.")
-                    await send_problem(send_with_id, problem, request_id)
+                    await send_problem(send_with_id, problem, request_id, scope["path"])
                 else:
                     scope["headers"] = [
                         *(h for h in scope["headers"] if h[0] != b"transfer-encoding"),
@@ -128,7 +127,9 @@ class EdgeMiddleware:
         except Exception as exc:
             error_log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
             if not response_started:
-                await send_problem(send_with_id, InternalError("Unexpected error."), request_id)
+                await send_problem(
+                    send_with_id, InternalError("Unexpected error."), request_id, scope["path"]
+                )
         finally:
             self.runtime.in_flight -= 1
             metrics.HTTP_IN_FLIGHT.dec()

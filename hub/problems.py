@@ -6,6 +6,7 @@ status is decided in exactly one place. Domain errors subclass them.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 TYPE_BASE = "https://aether-hub.dev/problems/"
@@ -123,6 +124,40 @@ class ServiceUnavailable(Problem):
 
 class ProviderTimeout(Problem):
     status, code, title = 504, "provider_timeout", "Gateway Timeout"
+
+
+OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error(problem: Problem, request_id: str | None) -> dict[str, Any]:
+    """The problem in OpenAI's error shape, for the OpenAI-compatible ``/v1`` paths."""
+    param = problem.errors[0]["field"].split(".", 1)[-1] if problem.errors else None
+    return {
+        "error": {
+            "message": problem.detail,
+            "type": OPENAI_TYPES.get(problem.status, "api_error"),
+            "param": param,
+            "code": problem.code,
+            "request_id": request_id or "",
+        }
+    }
+
+
+def render(problem: Problem, request_id: str | None, path: str) -> tuple[bytes, str]:
+    """(body, media type) of a problem: OpenAI's error shape under ``/v1/``, else RFC 9457."""
+    if path.startswith("/v1/"):
+        return json.dumps(openai_error(problem, request_id)).encode(), "application/json"
+    return json.dumps(problem.to_dict(request_id)).encode(), PROBLEM_JSON
 
 
 BY_STATUS: dict[int, type[Problem]] = {

@@ -10,12 +10,14 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import peewee
 
 from db import system
 from db.base import new_id, utcnow, write_transaction
 from hub import __version__, logs, metrics
+from hub.providers import BuiltinProvider, ProviderRegistry
 from hub.services import idempotency
 from hub.settings import Settings
 
@@ -45,6 +47,41 @@ class RateLimiter:
             return (1.0 - tokens) / rate
 
 
+class Generations:
+    """The chat generations in flight in this process, one per session at most.
+
+    Each runs in an asyncio task of its own (kept referenced here) so that a client going
+    away never cancels it; ``plan`` objects come from ``hub.services.chat``.
+    """
+
+    def __init__(self) -> None:
+        self.active: dict = {}
+        self.tasks: set[asyncio.Task] = set()
+
+    def claim(self, plan) -> None:
+        self.active[plan.session_id] = plan
+
+    def release(self, plan) -> None:
+        if self.active.get(plan.session_id) is plan:
+            del self.active[plan.session_id]
+
+    def busy(self, session_id: str) -> bool:
+        return session_id in self.active
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def shutdown(self) -> None:
+        """Stop every generation (their turns are kept as ``stopped``) and wait for them."""
+        for plan in list(self.active.values()):
+            plan.stop.set()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.base = settings
@@ -58,6 +95,10 @@ class Runtime:
         self.websocket_clients = 0
         self.rate_limiter = RateLimiter()
         self.bootstrap_secret: str | None = None
+        self.generations = Generations()
+        self.providers = ProviderRegistry()  # create_app installs the configured ones
+        self.providers.register(BuiltinProvider())
+        self.on_beat: list[Callable[[], None]] = []  # more work each heartbeat, in a thread
         self._heartbeat: asyncio.Task | None = None
 
     # --- settings ------------------------------------------------------------------------
@@ -111,6 +152,8 @@ class Runtime:
             ).execute()
         self.apply_overrides(system.overrides())
         idempotency.prune()
+        for work in self.on_beat:
+            work()
 
     def drain(self) -> None:
         self.draining = True
@@ -136,6 +179,7 @@ class Runtime:
                 log.warning("heartbeat failed", exc_info=True)
 
     async def stop(self) -> None:
+        await self.generations.shutdown()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -47,10 +47,14 @@ class Settings:
     response_validation: bool = False
     heartbeat_seconds: float = 5.0
     instance_name: str = ""
+    openai_base_url: str = ""
+    openai_api_key: str = field(default="", repr=False)
+    openai_models: tuple[str, ...] = ()
+    prices: str = ""
 
     # Keys PATCH /api/v1/config may change while the hub runs.
     RUNTIME_TUNABLE = ("log_level", "rate_limit_per_minute", "metrics_public")
-    SECRET_FIELDS = ("admin_token", "secret_key")
+    SECRET_FIELDS = ("admin_token", "secret_key", "openai_api_key")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:

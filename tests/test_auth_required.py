@@ -9,7 +9,15 @@ import pytest
 from hub import spec
 
 POLICIES = sorted(spec.policies().values(), key=lambda p: (p.path, p.method))
-SAMPLE = {"agent_id": "assistant", "key_id": "key_x", "version": "1"}
+SAMPLE = {
+    "agent_id": "assistant",
+    "key_id": "key_x",
+    "version": "1",
+    "session_id": "ses_x",
+    "message_id": "msg_x",
+    "turn_id": "trn_x",
+    "provider_id": "builtin",
+}
 
 
 def _url(path: str) -> str:
@@ -22,9 +30,13 @@ def _url(path: str) -> str:
 def test_non_public_operation_needs_a_key(anon, policy):
     response = anon.request(policy.method, _url(policy.path), headers={"X-Confirm": "yes"})
     assert response.status_code == 401
-    assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["www-authenticate"].startswith("Bearer")
-    assert response.json()["code"] == "unauthorized"
+    if policy.path.startswith("/v1/"):  # the OpenAI-compatible API speaks OpenAI's errors
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["error"]["code"] == "unauthorized"
+    else:
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "unauthorized"
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@
   of a handler module is used by the spec;
 - every operation declares the problems it can answer: 401/403/429 when authenticated,
   400 with parameters or a body, 413/415 with a body, 404 with path parameters,
-  412 with ``If-Match``, 428 when ``x-aether-confirm``; 4xx responses are problem+json.
+  412 with ``If-Match``, 428 when ``x-aether-confirm``; 4xx responses are problem+json
+  (OpenAI's error shape, as application/json, on the ``/v1`` paths).
 """
 
 from __future__ import annotations
@@ -103,12 +104,12 @@ def check(spec: dict) -> list[str]:
         missing = sorted(required - codes)
         if missing:
             errors.append(f"{where}: does not declare {', '.join(missing)}")
+        # Errors are problem+json, except on the OpenAI-compatible /v1 paths (OpenAI's shape).
+        error_type = "application/json" if path.startswith("/v1/") else "application/problem+json"
         for code, response in op.get("responses", {}).items():
             response = _resolve(spec, response)
-            if str(code).startswith("4") and "application/problem+json" not in response.get(
-                "content", {}
-            ):
-                errors.append(f"{where}: {code} must be application/problem+json")
+            if str(code).startswith("4") and error_type not in response.get("content", {}):
+                errors.append(f"{where}: {code} must be {error_type}")
 
     handlers_dir = ROOT / "handlers"
     for file in sorted(handlers_dir.glob("*.py")):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from db import agents, api_keys, audit, system
+from db import agents, api_keys, audit, providers, sessions, system, usage
 from db import base as db_base
 
 MODELS = [
@@ -15,6 +15,11 @@ MODELS = [
     system.Instance,
     system.ConfigOverride,
     system.IdempotencyRecord,
+    sessions.Session,
+    sessions.Message,
+    sessions.Turn,
+    providers.ProviderConfig,
+    usage.UsageRecord,
 ]
 
 
@@ -37,9 +42,10 @@ def fresh_db(database_url, backend, request):
 
 
 def test_migrations_apply_once(fresh_db):
-    assert db_base.migrate() == ["0001_initial"]
+    names = ["0001_initial", "0002_conversations", "0003_providers_usage"]
+    assert db_base.migrate() == names
     assert db_base.migrate() == []
-    assert db_base.migration_status() == [("0001_initial", True)]
+    assert db_base.migration_status() == [(name, True) for name in names]
 
 
 def test_tables_match_the_models(fresh_db):
@@ -56,6 +62,6 @@ def test_down_removes_every_table(fresh_db):
 
     db_base.migrate()
     runner = migrations.Runner(fresh_db, str(db_base.MIGRATIONS_DIR), table_name="schema_migration")
-    runner.down()
+    runner.down(target="0001_initial")  # back through the first: everything
     remaining = set(fresh_db.get_tables()) - {"schema_migration"}
     assert remaining == set()

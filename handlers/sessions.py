@@ -1,0 +1,105 @@
+"""Conversations with an agent, their messages and turns; streaming replies."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+
+from db import sessions
+from db.pagination import page
+from db.sessions import Message, Session, Turn
+from generated.models import MessageCreate, MessageEdit, SessionCreate, SessionUpdate
+from hub import context, state, streaming
+from hub.problems import require
+from hub.services import chat
+
+JSON = {"Content-Type": "application/json"}
+
+
+def _reply(outcome) -> dict:
+    message, turn = outcome
+    return {"message": message.to_api(), "turn": turn.to_api()}
+
+
+def list_sessions(limit=50, cursor=None, agent_id=None, status=None):
+    """List conversations, newest first."""
+    query = sessions.sessions(agent_id=agent_id, status=status)
+    rows, next_cursor = page(query, Session.id, limit=limit, cursor=cursor, descending=True)
+    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+
+
+def create_session(body):
+    """Start a conversation with an agent."""
+    request = SessionCreate.model_validate(body)
+    session = chat.create_session(
+        request.agent_id.root,
+        request.title or "",
+        request.metadata.root if request.metadata else {},
+    )
+    headers = {"Location": f"/api/v1/sessions/{session.id}", "ETag": session.etag}
+    return session.to_api(), 201, headers
+
+
+def get_session(session_id):
+    """One conversation."""
+    session = require(sessions.get_session(session_id), "session", session_id)
+    return session.to_api(), 200, {"ETag": session.etag}
+
+
+def update_session(session_id, body):
+    """Change a conversation's title or metadata."""
+    changes = SessionUpdate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    session = chat.update_session(session_id, changes, if_match=context.header("If-Match"))
+    return session.to_api(), 200, {"ETag": session.etag}
+
+
+def delete_session(session_id):
+    """Delete a conversation with its messages and turns."""
+    chat.delete_session(session_id)
+    return None, 204
+
+
+def close_session(session_id):
+    """Close a conversation; it then refuses new messages."""
+    return chat.close_session(session_id).to_api(), 200
+
+
+def list_messages(session_id, limit=50, cursor=None):
+    """A conversation's history, oldest first."""
+    require(sessions.get_session(session_id), "session", session_id)
+    rows, next_cursor = page(sessions.messages(session_id), Message.id, limit=limit, cursor=cursor)
+    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+
+
+async def send_message(session_id, body):
+    """Send a message and get the agent's reply (JSON, or SSE when streaming)."""
+    request = MessageCreate.model_validate(body)
+    plan = await run_in_threadpool(chat.plan_turn, session_id, content=request.content)
+    if streaming.wants_stream(context.header("Accept"), request.stream):
+        generations = state.runtime().generations
+        return streaming.event_stream(lambda sink: chat.generate(plan, sink), generations.spawn)
+    return _reply(await chat.reply(plan)), 200, JSON
+
+
+async def edit_message(session_id, message_id, body):
+    """Edit a user message; later messages are dropped and the reply regenerated."""
+    request = MessageEdit.model_validate(body)
+    plan = await run_in_threadpool(chat.prepare_edit, session_id, message_id, request.content)
+    return _reply(await chat.reply(plan)), 200
+
+
+async def stop_generation(session_id):
+    """Stop the reply being generated, keeping what was produced."""
+    return await run_in_threadpool(chat.stop, session_id), 200
+
+
+async def retry_reply(session_id):
+    """Regenerate the last reply."""
+    plan = await run_in_threadpool(chat.prepare_retry, session_id)
+    return _reply(await chat.reply(plan)), 200
+
+
+def list_session_turns(session_id, limit=50, cursor=None):
+    """One turn per assistant reply, oldest first."""
+    require(sessions.get_session(session_id), "session", session_id)
+    rows, next_cursor = page(sessions.turns(session_id), Turn.id, limit=limit, cursor=cursor)
+    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200

@@ -1,0 +1,27 @@
+"""One turn per assistant reply, with its context, usage and feedback."""
+
+from __future__ import annotations
+
+from db import sessions
+from generated.models import FeedbackPut
+from hub.problems import NotFound, require
+from hub.services import chat
+
+
+def get_turn(turn_id):
+    """One turn, with the model, tokens, timings and the exact context sent."""
+    return require(sessions.get_turn(turn_id), "turn", turn_id).to_api(), 200
+
+
+def get_turn_feedback(turn_id):
+    """The feedback given on a turn."""
+    turn = require(sessions.get_turn(turn_id), "turn", turn_id)
+    if turn.feedback_grade is None:
+        raise NotFound(f"Turn {turn_id!r} has no feedback yet.", code="feedback_not_found")
+    return turn.feedback_to_api(), 200
+
+
+def put_turn_feedback(turn_id, body):
+    """Grade a turn (1-5) with an optional comment; replaces earlier feedback."""
+    request = FeedbackPut.model_validate(body)
+    return chat.put_feedback(turn_id, request.grade, request.comment or "").feedback_to_api(), 200

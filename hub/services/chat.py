@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,14 @@ from db import agents, sessions
 from db.base import new_id, utcnow, write_transaction
 from db.sessions import Message, Session, Turn
 from hub import state
-from hub.problems import Conflict, NotFound, Problem, Unprocessable, require
+from hub.problems import (
+    Conflict,
+    InternalError,
+    NotFound,
+    Problem,
+    Unprocessable,
+    require,
+)
 from hub.providers import (
     ChatMessage,
     CompletionRequest,
@@ -29,6 +37,8 @@ from hub.providers import (
     count_tokens,
 )
 from hub.services import usage
+
+log = logging.getLogger("aether.chat")
 
 # How much history (in approximate tokens) goes into a turn's context, newest kept first.
 CONTEXT_TOKEN_BUDGET = 8000
@@ -192,6 +202,11 @@ async def generate(plan: Plan, sink: Sink | None = None) -> tuple[Message, Turn]
         raise problem from None
     except asyncio.CancelledError:
         finish = "stopped"
+    except Exception as exc:  # a bug or an unmapped failure: never leave the turn running
+        log.error("generation failed", exc_info=exc, extra={"turn_id": plan.turn_id})
+        problem = InternalError("The reply could not be generated.")
+        await asyncio.to_thread(_fail, plan, problem)
+        raise problem from None
     finally:
         state.runtime().generations.release(plan)
     if plan.stop.is_set():

@@ -212,42 +212,27 @@ async def test(provider_id: str, model: str | None) -> dict:
         model=model, messages=[ChatMessage(role="user", content="Say OK.")], max_tokens=5
     )
     started = time.perf_counter()
+    result, error = None, None
     try:
         result = await collect(guarded.provider.stream(request))
     except Problem as problem:
-        latency = round((time.perf_counter() - started) * 1000, 3)
-        await asyncio.to_thread(
-            usage.record,
-            source="test",
-            provider=provider_id,
-            model=model,
-            status="error",
-            latency_ms=latency,
-        )
-        return {
-            "ok": False,
-            "provider": provider_id,
-            "model": model,
-            "latency_ms": latency,
-            "reply": None,
-            "error": problem.to_dict(None),
-        }
+        error = problem.to_dict(None)
     latency = round((time.perf_counter() - started) * 1000, 3)
     await asyncio.to_thread(
         usage.record,
         source="test",
         provider=provider_id,
         model=model,
-        status="ok",
-        prompt_tokens=result.usage.prompt_tokens,
-        completion_tokens=result.usage.completion_tokens,
+        status="error" if error else "ok",
+        prompt_tokens=result.usage.prompt_tokens if result else 0,
+        completion_tokens=result.usage.completion_tokens if result else 0,
         latency_ms=latency,
     )
     return {
-        "ok": True,
+        "ok": error is None,
         "provider": provider_id,
         "model": model,
         "latency_ms": latency,
-        "reply": result.content,
-        "error": None,
+        "reply": result.content if result else None,
+        "error": error,
     }

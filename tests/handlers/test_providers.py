@@ -15,14 +15,12 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -34,6 +32,8 @@ from hub.services.providers import secret_key
 from tests.assertions import PROBLEM_KEYS, assert_problem
 from tests.conftest import auth
 from tests.factories import make_agent
+from tests.servers import refusing_port as closed_port
+from tests.servers import serve
 
 PROVIDERS = "/api/v1/providers"
 SESSIONS = "/api/v1/sessions"
@@ -96,22 +96,9 @@ FAKE = Starlette(routes=[Route("/v1/chat/completions", _chat_completions, method
 
 @pytest.fixture(scope="module")
 def upstream_server():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(FAKE, log_level="critical", lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the fake upstream did not start"
-        time.sleep(0.01)
-    UPSTREAM.base_url = f"http://127.0.0.1:{port}/v1"
-    yield UPSTREAM
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve(FAKE) as port:
+        UPSTREAM.base_url = f"http://127.0.0.1:{port}/v1"
+        yield UPSTREAM
 
 
 @pytest.fixture
@@ -123,10 +110,8 @@ def upstream(upstream_server) -> Upstream:
 @pytest.fixture
 def refusing_port():
     """A port bound but not listening: connections to it are refused."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    yield sock.getsockname()[1]
-    sock.close()
+    with closed_port() as port:
+        yield port
 
 
 # --- helpers -------------------------------------------------------------------------------

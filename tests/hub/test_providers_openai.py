@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -41,6 +40,8 @@ from hub.providers import (
     count_tokens,
     create_provider,
 )
+from tests.servers import refusing_port as closed_port
+from tests.servers import serve
 
 API_KEY = "sk-test-Zq9X7-very-secret"
 
@@ -277,23 +278,10 @@ APP = Starlette(
 
 @pytest.fixture(scope="module")
 def upstream_server():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(APP, log_level="critical", lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the fake upstream did not start"
-        time.sleep(0.01)
-    UPSTREAM.base_url = f"http://127.0.0.1:{port}/v1"
-    yield UPSTREAM
-    UPSTREAM.stop.set()
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve(APP) as port:
+        UPSTREAM.base_url = f"http://127.0.0.1:{port}/v1"
+        yield UPSTREAM
+        UPSTREAM.stop.set()
 
 
 @pytest.fixture
@@ -305,10 +293,8 @@ def upstream(upstream_server) -> Upstream:
 @pytest.fixture
 def refusing_port():
     """A port bound but not listening: connections to it are refused."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    yield sock.getsockname()[1]
-    sock.close()
+    with closed_port() as port:
+        yield port
 
 
 @pytest.fixture

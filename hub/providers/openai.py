@@ -22,13 +22,18 @@ exceptions are raised without chaining the transport's (whose request holds the 
 Without an injected ``client`` each call opens its own ``httpx.AsyncClient``, so a provider
 works from any event loop; pass a shared client for connection reuse (its owner closes it,
 and it must stay on one loop). The provider's timeouts apply to every request either way.
+Those per-call clients share one TLS context: building one loads the system's CA bundle,
+about 30 ms of CPU that would otherwise block the event loop on every call (the streaming
+benchmark found it as +30 ms to every first token).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -154,6 +159,12 @@ def retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, float(value)) if value else None
     except ValueError:
         return None
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for every call (certificate checks stay on)."""
+    return httpx.create_ssl_context()
 
 
 class OpenAIProvider(Provider):
@@ -350,7 +361,7 @@ class OpenAIProvider(Provider):
         if self._client is not None:
             yield self._client
             return
-        async with httpx.AsyncClient(timeout=self.timeout) as client:
+        async with httpx.AsyncClient(timeout=self.timeout, verify=_tls_context()) as client:
             yield client
 
     def _headers(self) -> dict[str, str]:

@@ -88,7 +88,7 @@ def _positive(case) -> bool:
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_operation_conforms(case, contract_hub):
     case.operation.schema.config.update(headers=contract_hub)
     if _positive(case) and case.query and "cursor" in case.query:

@@ -101,7 +101,8 @@ def allowed_methods(path: str) -> list[str]:
     return sorted(resolved[1]) if resolved else []
 
 
-def literal_segments() -> set[str]:
+@functools.cache
+def literal_segments() -> frozenset[str]:
     """Path segments that stand where a parameter could (``seed`` beside ``{agent_id}``)."""
     spec = load()
     out = set()
@@ -112,4 +113,4 @@ def literal_segments() -> set[str]:
             for other in spec["paths"]
         ):
             out.add(last)
-    return out
+    return frozenset(out)

@@ -8,7 +8,8 @@ from db import agents
 from db.agents import CONFIG_FIELDS, Agent, AgentVersion
 from db.base import utcnow, write_transaction
 from hub import spec
-from hub.problems import Conflict, NotFound, PreconditionFailed, require
+from hub.problems import Conflict, NotFound, require
+from hub.services.etags import check_if_match
 
 DEFAULTS = {
     "description": "",
@@ -44,20 +45,6 @@ SEED_AGENTS = (
         "capabilities": ["testing"],
     },
 )
-
-
-def check_if_match(if_match: str | None, etag: str) -> None:
-    """Raise 412 unless ``If-Match`` is absent, ``*`` or lists ``etag`` (weak or strong)."""
-    if if_match is None:
-        return
-    candidates = [part.strip() for part in if_match.split(",")]
-    for candidate in candidates:
-        if candidate == "*" or candidate.removeprefix("W/") == etag:
-            return
-    raise PreconditionFailed(
-        f"If-Match {if_match!r} does not match the current ETag {etag}.",
-        code="etag_mismatch",
-    )
 
 
 def _add_version(agent: Agent, number: int, actor: str | None) -> None:

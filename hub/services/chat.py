@@ -37,6 +37,7 @@ from hub.providers import (
     count_tokens,
 )
 from hub.services import usage
+from hub.services.etags import check_if_match
 
 log = logging.getLogger("aether.chat")
 
@@ -393,8 +394,6 @@ def create_session(agent_id: str, title: str, metadata: dict) -> Session:
 
 
 def update_session(session_id: str, changes: dict, *, if_match: str | None) -> Session:
-    from hub.services.agents import check_if_match
-
     with write_transaction():
         session = require(sessions.get_session(session_id), "session", session_id)
         check_if_match(if_match, session.etag)

@@ -31,6 +31,7 @@ from hub.providers import (
     create_provider,
 )
 from hub.services import usage
+from hub.services.etags import check_if_match
 from hub.settings import Settings
 
 log = logging.getLogger("aether.providers")
@@ -144,8 +145,6 @@ def views() -> list[dict]:
 
 def put(provider_id: str, body: dict, *, if_match: str | None) -> tuple[dict, bool]:
     """Create or replace a stored provider; ``api_key`` is write-only (absent: keep it)."""
-    from hub.services.agents import check_if_match
-
     runtime = state.runtime()
     if source_of(provider_id, runtime.settings) != "api":
         raise Conflict(

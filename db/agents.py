@@ -15,6 +15,7 @@ CONFIG_FIELDS = (
     "system_prompt",
     "temperature",
     "max_tokens",
+    "max_steps",
     "tools",
     "skills",
     "capabilities",
@@ -31,6 +32,7 @@ class Agent(BaseModel):
     system_prompt = peewee.TextField(default="")
     temperature = peewee.FloatField(null=True)
     max_tokens = peewee.IntegerField(null=True)
+    max_steps = peewee.IntegerField(default=10)
     tools = JSONField(default=list)
     skills = JSONField(default=list)
     capabilities = JSONField(default=list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import peewee
 
 from db.base import BaseModel, JSONField, Prepared, iso
+from db.tasks import steps as steps_of
 
 
 class Session(BaseModel):
@@ -76,6 +77,8 @@ class Turn(BaseModel):
     ttft_ms = peewee.FloatField(null=True)
     context = JSONField()
     error = JSONField(null=True)
+    approval_id = peewee.CharField(max_length=40, null=True)
+    loop_state = JSONField(null=True)
     created_at = peewee.DateTimeField()
     completed_at = peewee.DateTimeField(null=True)
     feedback_grade = peewee.SmallIntegerField(null=True)
@@ -103,6 +106,8 @@ class Turn(BaseModel):
             "time_to_first_token_ms": self.ttft_ms,
             "context": self.context,
             "error": self.error,
+            "approval_id": self.approval_id,
+            "steps": [step.to_api() for step in steps_of(self.id)],
             "created_at": iso(self.created_at),
             "completed_at": iso(self.completed_at),
         }

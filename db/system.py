@@ -19,6 +19,8 @@ class Instance(BaseModel):
     heartbeat_at = peewee.DateTimeField(index=True)
     draining = peewee.BooleanField(default=False)
     stopped_at = peewee.DateTimeField(null=True)
+    workers = peewee.IntegerField(default=0)
+    busy_workers = peewee.IntegerField(default=0)
 
     def to_api(self, *, now: dt.datetime, stale_after: float, current: str) -> dict:
         age = (now - self.heartbeat_at).total_seconds()

@@ -355,7 +355,15 @@ class AgentCreate(BaseModel):
     system_prompt: str | None = Field(None, max_length=100000, pattern='^[^\\u0000]*$')
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(None, ge=1, le=1000000)
-    tools: SlugList | None = None
+    max_steps: int | None = Field(
+        None,
+        description='How many model calls one task or chat turn may make (the tool loop); default 10.',
+        ge=1,
+        le=50,
+    )
+    tools: SlugList | None = Field(
+        None, description='The tools the agent may call (built-in or registered names).'
+    )
     skills: SlugList | None = None
     capabilities: SlugList | None = None
     memory: AgentMemory | None = None
@@ -379,7 +387,15 @@ class AgentUpdate(BaseModel):
     system_prompt: str | None = Field(None, max_length=100000, pattern='^[^\\u0000]*$')
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(None, ge=1, le=1000000)
-    tools: SlugList | None = None
+    max_steps: int | None = Field(
+        None,
+        description='How many model calls one task or chat turn may make (the tool loop); default 10.',
+        ge=1,
+        le=50,
+    )
+    tools: SlugList | None = Field(
+        None, description='The tools the agent may call (built-in or registered names).'
+    )
     skills: SlugList | None = None
     capabilities: SlugList | None = None
     memory: AgentMemory | None = None
@@ -407,6 +423,7 @@ class Agent(BaseModel):
     system_prompt: str
     temperature: float | None = Field(...)
     max_tokens: int | None = Field(...)
+    max_steps: int
     tools: list[str]
     skills: list[str]
     capabilities: list[str]
@@ -577,12 +594,14 @@ class Role1(StrEnum):
 
 class Status3(StrEnum):
     """
-    An assistant message is `streaming` while generated.
+    An assistant message is `streaming` while generated and `waiting_approval` while its turn waits for a person to decide on a tool call.
+
     """
 
     complete = 'complete'
     streaming = 'streaming'
     stopped = 'stopped'
+    waiting_approval = 'waiting_approval'
 
 
 class Message(BaseModel):
@@ -594,7 +613,8 @@ class Message(BaseModel):
     role: Role1
     content: str
     status: Status3 = Field(
-        ..., description='An assistant message is `streaming` while generated.'
+        ...,
+        description='An assistant message is `streaming` while generated and `waiting_approval` while its turn waits for a person to decide on a tool call.\n',
     )
     turn_id: str | None = Field(..., description='The turn that produced it.')
     created_at: Timestamp
@@ -619,6 +639,7 @@ class Usage(BaseModel):
 
 class Status4(StrEnum):
     running = 'running'
+    waiting_approval = 'waiting_approval'
     completed = 'completed'
     stopped = 'stopped'
     failed = 'failed'
@@ -630,49 +651,6 @@ class ContextItem(BaseModel):
     )
     role: str
     content: str
-
-
-class Turn(BaseModel):
-    model_config = ConfigDict(
-        extra='forbid',
-    )
-    id: str
-    session_id: str
-    agent_id: str
-    agent_config_version: int
-    user_message_id: str
-    assistant_message_id: str | None = Field(...)
-    provider: str
-    model: str
-    status: Status4
-    finish_reason: str | None = Field(...)
-    usage: Usage
-    latency_ms: float | None = Field(...)
-    time_to_first_token_ms: float | None = Field(...)
-    context: list[ContextItem] = Field(
-        ..., description='The exact messages sent to the model.'
-    )
-    error: dict[str, Any] | None = Field(
-        ..., description='The problem, when the provider failed.'
-    )
-    created_at: Timestamp
-    completed_at: AwareDatetime | None = Field(...)
-
-
-class TurnList(BaseModel):
-    model_config = ConfigDict(
-        extra='forbid',
-    )
-    items: list[Turn]
-    next_cursor: NextCursor | None
-
-
-class Reply(BaseModel):
-    model_config = ConfigDict(
-        extra='forbid',
-    )
-    message: Message
-    turn: Turn
 
 
 class StopResult(BaseModel):
@@ -1024,3 +1002,522 @@ class UsageSession(BaseModel):
     completion_tokens: int
     total_tokens: int
     cost: float = Field(..., description='USD, from the AETHER_PRICES table.')
+
+
+class ResourceId(RootModel[str]):
+    root: str = Field(
+        ...,
+        description='A server-made id (`tsk_…`, `apr_…` …).',
+        max_length=64,
+        min_length=1,
+        pattern='^[A-Za-z0-9_]+$',
+    )
+
+
+class JsonObject(BaseModel):
+    """
+    Any JSON object.
+    """
+
+    model_config = ConfigDict(
+        extra='allow',
+    )
+
+
+class TaskPriority(StrEnum):
+    high = 'high'
+    normal = 'normal'
+    low = 'low'
+
+
+class TaskStatus(StrEnum):
+    pending = 'pending'
+    running = 'running'
+    waiting_approval = 'waiting_approval'
+    completed = 'completed'
+    failed = 'failed'
+    cancelled = 'cancelled'
+
+
+class TaskCreate(BaseModel):
+    """
+    Either `agent_id` or `capability` (or both, the agent must then declare it).
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    description: str = Field(
+        ..., max_length=20000, min_length=1, pattern='^[^\\u0000]*$'
+    )
+    agent_id: Slug | None = None
+    capability: Slug | None = None
+    priority: TaskPriority | None = None
+    context: dict[str, Any] | None = Field(
+        None,
+        description='Facts for the agent, given to the model with the description.',
+        max_length=100,
+    )
+    max_attempts: int = Field(3, ge=1, le=20)
+    timeout_seconds: int = Field(300, ge=1, le=86400)
+    run_at: AwareDatetime | None = Field(
+        None, description='Not before this time (default now).'
+    )
+
+
+class StepTokens(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Kind2(StrEnum):
+    llm = 'llm'
+    tool = 'tool'
+
+
+class Status5(StrEnum):
+    ok = 'ok'
+    error = 'error'
+    denied = 'denied'
+    waiting_approval = 'waiting_approval'
+
+
+class Step(BaseModel):
+    """
+    One LLM call or tool call of a task or a chat turn.
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    index: int = Field(..., description='Order within the task (or turn), from 1.')
+    attempt: int
+    kind: Kind2
+    name: str = Field(..., description='The model (`provider/model`) or the tool.')
+    status: Status5
+    input: dict[str, Any] = Field(
+        ...,
+        description='LLM: the message count and tool names offered; tool: the call.',
+    )
+    output: Any | None = Field(
+        ..., description="LLM: the text and tool calls; tool: the tool's result."
+    )
+    error: str | None = Field(...)
+    tokens: StepTokens | None
+    approval_id: str | None = Field(...)
+    tool_execution_id: str | None = Field(...)
+    started_at: Timestamp
+    duration_ms: float | None = Field(...)
+
+
+class Error2(BaseModel):
+    """
+    Why the last attempt failed: `code` and `detail`.
+    """
+
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    code: str
+    detail: str
+
+
+class Task(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    description: str
+    agent_id: str
+    capability: str | None = Field(...)
+    priority: TaskPriority
+    context: JsonObject
+    status: TaskStatus
+    attempts: int = Field(..., description='Attempts started so far.')
+    max_attempts: int
+    timeout_seconds: int
+    run_at: AwareDatetime = Field(
+        ..., description="When it may run (next attempt's time after a failure)."
+    )
+    cancel_requested: bool
+    approval_id: str | None = Field(
+        ..., description='The approval it waits for, while `waiting_approval`.'
+    )
+    result: str | None = Field(..., description="The agent's final answer.")
+    error: Error2 | None = Field(
+        ..., description='Why the last attempt failed: `code` and `detail`.'
+    )
+    trace_id: str
+    created_by: str | None = Field(..., description='The API key, or `task:…`.')
+    created_at: Timestamp
+    updated_at: Timestamp
+    started_at: AwareDatetime | None = Field(...)
+    completed_at: AwareDatetime | None = Field(...)
+    steps: list[Step] | None = Field(
+        None, description='Every LLM and tool call, in order (one task only).'
+    )
+
+
+class TaskList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Task]
+    next_cursor: NextCursor | None
+
+
+class QueueWorkers(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    instance_id: str
+    name: str
+    workers: int
+    busy: int
+    heartbeat_at: Timestamp
+
+
+class Depth(BaseModel):
+    """
+    Runnable pending tasks per priority.
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    high: int
+    normal: int
+    low: int
+    total: int
+
+
+class Queue(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    depth: Depth = Field(..., description='Runnable pending tasks per priority.')
+    scheduled: int = Field(
+        ..., description='Pending tasks whose `run_at` is still ahead.'
+    )
+    running: int
+    waiting_approval: int
+    oldest_waiting_seconds: float | None = Field(
+        ..., description='How long the oldest runnable task has waited.'
+    )
+    workers: list[QueueWorkers] = Field(
+        ..., description='Live hub processes and their workers.'
+    )
+
+
+class ToolKind(StrEnum):
+    builtin = 'builtin'
+    http = 'http'
+
+
+class HttpMethod(StrEnum):
+    GET = 'GET'
+    POST = 'POST'
+    PUT = 'PUT'
+    PATCH = 'PATCH'
+    DELETE = 'DELETE'
+
+
+class Headers(RootModel[str]):
+    root: str = Field(..., max_length=4000, pattern='^[ -~]*$')
+
+
+class ToolCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: Slug
+    description: str = Field(
+        ..., max_length=2000, min_length=1, pattern='^[^\\u0000]*$'
+    )
+    parameters: dict[str, Any] | None = Field(
+        None,
+        description='A JSON Schema (draft 2020-12) for the arguments; default: any object.',
+    )
+    endpoint: str = Field(
+        ..., max_length=2000, min_length=8, pattern='^https?://[^\\s]+$'
+    )
+    method: HttpMethod | None = None
+    headers: dict[str, Headers] | None = Field(
+        None,
+        description='Sent with every call (credentials); write-only, encrypted at rest.',
+        max_length=20,
+    )
+    timeout_seconds: float = Field(10, ge=0.1, le=120.0)
+    requires_approval: bool = False
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: str
+    kind: ToolKind
+    description: str
+    parameters: JsonObject
+    endpoint: str | None = Field(...)
+    method: str | None = Field(...)
+    header_names: list[str] = Field(
+        ...,
+        description='The names of the stored headers (their values are never returned).',
+    )
+    timeout_seconds: float
+    requires_approval: bool
+    created_at: AwareDatetime | None = Field(...)
+
+
+class ToolList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Tool]
+    next_cursor: NextCursor | None
+
+
+class ToolExecute(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    arguments: dict[str, Any] | None = Field(
+        None, description="The tool's arguments (default `{}`)."
+    )
+
+
+class ToolExecutionStatus(StrEnum):
+    ok = 'ok'
+    error = 'error'
+    denied = 'denied'
+
+
+class ToolExecution(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    tool: str
+    arguments: JsonObject
+    status: ToolExecutionStatus
+    result: Any | None = Field(..., description='What the tool answered (any JSON).')
+    error: str | None = Field(...)
+    duration_ms: float
+    caller: str = Field(
+        ..., description='The API key (`key:…`), or `task:…` / `turn:…`.'
+    )
+    task_id: str | None = Field(...)
+    turn_id: str | None = Field(...)
+    approval_id: str | None = Field(...)
+    created_at: Timestamp
+
+
+class ToolExecutionList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[ToolExecution]
+    next_cursor: NextCursor | None
+
+
+class ApprovalStatus(StrEnum):
+    pending = 'pending'
+    approved = 'approved'
+    denied = 'denied'
+    expired = 'expired'
+
+
+class ApprovalDecision(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    comment: str | None = Field(None, max_length=2000, pattern='^[^\\u0000]*$')
+
+
+class Approval(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    status: ApprovalStatus
+    tool: str
+    arguments: JsonObject
+    tool_call_id: str
+    agent_id: str = Field(..., description='The agent asking.')
+    task_id: str | None = Field(..., description='The task that waits.')
+    turn_id: str | None = Field(..., description='The chat turn that waits.')
+    session_id: str | None = Field(...)
+    expires_at: Timestamp
+    created_at: Timestamp
+    decided_at: AwareDatetime | None = Field(...)
+    decided_by: str | None = Field(..., description='The API key that decided.')
+    comment: str | None = Field(...)
+
+
+class ApprovalList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Approval]
+    next_cursor: NextCursor | None
+
+
+class Severity(StrEnum):
+    info = 'info'
+    warning = 'warning'
+    error = 'error'
+    critical = 'critical'
+
+
+class Notification(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    kind: str
+    severity: Severity
+    title: str
+    message: str
+    subject: str | None = Field(
+        ..., description='What it is about (`tsk_…`, a provider …).'
+    )
+    read: bool
+    read_at: AwareDatetime | None = Field(...)
+    dismissed: bool
+    created_at: Timestamp
+
+
+class NotificationList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Notification]
+    next_cursor: NextCursor | None
+
+
+class BySeverity(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    info: int
+    warning: int
+    error: int
+    critical: int
+
+
+class UnreadCount(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    unread: int
+    by_severity: BySeverity
+
+
+class DismissResult(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    dismissed: int
+
+
+class DeadLetterKind(StrEnum):
+    task = 'task'
+    delivery = 'delivery'
+
+
+class DeadLetterStatus(StrEnum):
+    open = 'open'
+    retried = 'retried'
+    discarded = 'discarded'
+
+
+class DeadLetter(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    kind: DeadLetterKind
+    subject_id: str = Field(..., description='The task (`tsk_…`) or delivery.')
+    status: DeadLetterStatus
+    reason: str
+    error: dict[str, Any] | None = Field(...)
+    attempts: int
+    created_at: Timestamp
+    resolved_at: AwareDatetime | None = Field(...)
+
+
+class DeadLetterList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[DeadLetter]
+    next_cursor: NextCursor | None
+
+
+class ByKind(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    task: int
+    delivery: int
+
+
+class DeadLetterDepth(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    open: int
+    by_kind: ByKind
+
+
+class Turn(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    session_id: str
+    agent_id: str
+    agent_config_version: int
+    user_message_id: str
+    assistant_message_id: str | None = Field(...)
+    provider: str
+    model: str
+    status: Status4
+    finish_reason: str | None = Field(...)
+    usage: Usage
+    latency_ms: float | None = Field(...)
+    time_to_first_token_ms: float | None = Field(...)
+    context: list[ContextItem] = Field(
+        ..., description='The exact messages sent to the model.'
+    )
+    error: dict[str, Any] | None = Field(
+        ..., description='The problem, when the provider failed.'
+    )
+    approval_id: str | None = Field(
+        ..., description='The approval it waits for, while `waiting_approval`.'
+    )
+    steps: list[Step] = Field(
+        ..., description='Every LLM and tool call of the turn, in order.'
+    )
+    created_at: Timestamp
+    completed_at: AwareDatetime | None = Field(...)
+
+
+class TurnList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Turn]
+    next_cursor: NextCursor | None
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    message: Message
+    turn: Turn

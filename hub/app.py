@@ -111,13 +111,12 @@ def prepare_database(settings: Settings) -> None:
         log.info("migrations applied", extra={"applied": applied})
 
 
-def create_app(settings: Settings | None = None) -> Hub:
-    settings = settings or Settings.from_env()
+def build_runtime(settings: Settings) -> Runtime:
+    """Open the database, register this process as an instance, load the providers."""
     logs.configure(settings.log_level)
     prepare_database(settings)
     runtime = Runtime(settings)
     runtime.register()
-    runtime.bootstrap_secret = keys.ensure_bootstrap_key(settings.admin_token)
     state.set_runtime(runtime)
     runtime.providers = providers.new_registry()
     loaded = [providers.load(runtime.providers, settings)]
@@ -127,6 +126,13 @@ def create_app(settings: Settings | None = None) -> Hub:
             loaded[0] = providers.load(runtime.providers, settings)
 
     runtime.on_beat.append(reload_providers)
+    return runtime
+
+
+def create_app(settings: Settings | None = None) -> Hub:
+    settings = settings or Settings.from_env()
+    runtime = build_runtime(settings)
+    runtime.bootstrap_secret = keys.ensure_bootstrap_key(settings.admin_token)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):

@@ -43,6 +43,34 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    """Run task workers without serving HTTP, until SIGTERM or SIGINT."""
+    import asyncio
+    import signal
+
+    from hub.app import build_runtime
+
+    count = args.count if args.count else max(settings.workers, 1)
+    runtime = build_runtime(settings.replace(workers=count))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await runtime.start()
+        print(
+            f"  Aether worker {runtime.instance_id}: {count} workers", file=sys.stderr, flush=True
+        )
+        try:
+            await stop.wait()
+        finally:
+            await runtime.stop()
+
+    asyncio.run(main())
+    return 0
+
+
 def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from db import base
 
@@ -71,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="interface to bind (default: AETHER_HOST)")
     serve.add_argument("--port", type=int, help="port to bind (default: AETHER_PORT)")
     serve.set_defaults(run=_serve)
+    worker = commands.add_parser("worker", help="run task workers only (no HTTP)")
+    worker.add_argument("--count", type=int, help="how many workers (default: AETHER_WORKERS)")
+    worker.set_defaults(run=_worker)
     commands.add_parser("migrate", help="apply pending migrations").set_defaults(run=_migrate)
     create_key = commands.add_parser("create-key", help="create an API key and print it once")
     create_key.add_argument("name")

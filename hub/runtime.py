@@ -99,6 +99,7 @@ class Runtime:
         self.providers = ProviderRegistry()  # create_app installs the configured ones
         self.providers.register(BuiltinProvider())
         self.on_beat: list[Callable[[], None]] = []  # more work each heartbeat, in a thread
+        self.workers = None  # the WorkerPool, while it runs
         self._heartbeat: asyncio.Task | None = None
 
     # --- settings ------------------------------------------------------------------------
@@ -147,9 +148,12 @@ class Runtime:
     def beat(self) -> None:
         """Record the heartbeat, pick up runtime settings, drop expired idempotency keys."""
         with write_transaction():
-            system.Instance.update(heartbeat_at=utcnow(), draining=self.draining).where(
-                system.Instance.id == self.instance_id
-            ).execute()
+            system.Instance.update(
+                heartbeat_at=utcnow(),
+                draining=self.draining,
+                workers=self.workers.count if self.workers else 0,
+                busy_workers=self.workers.busy if self.workers else 0,
+            ).where(system.Instance.id == self.instance_id).execute()
         self.apply_overrides(system.overrides())
         idempotency.prune()
         for work in self.on_beat:
@@ -167,8 +171,19 @@ class Runtime:
         return max(3 * self.settings.heartbeat_seconds, 15.0)
 
     async def start(self) -> None:
-        """Start the heartbeat (``register`` ran when the app was created)."""
+        """Start the heartbeat and the task workers (``register`` ran when the app was
+        created)."""
+        from hub.worker import WorkerPool
+
         self._heartbeat = asyncio.create_task(self._beat_forever())
+        if self.settings.workers > 0:
+            self.workers = WorkerPool(self.settings.workers)
+            await self.workers.start()
+            await asyncio.to_thread(self.beat)
+
+    def wake_workers(self) -> None:
+        if self.workers is not None:
+            self.workers.wake()
 
     async def _beat_forever(self) -> None:
         while True:
@@ -179,6 +194,9 @@ class Runtime:
                 log.warning("heartbeat failed", exc_info=True)
 
     async def stop(self) -> None:
+        if self.workers is not None:
+            await self.workers.stop()
+            self.workers = None
         await self.generations.shutdown()
         if self._heartbeat is not None:
             self._heartbeat.cancel()

@@ -51,6 +51,14 @@ class Settings:
     openai_api_key: str = field(default="", repr=False)
     openai_models: tuple[str, ...] = ()
     prices: str = ""
+    workers: int = 2
+    worker_lease_seconds: float = 30.0
+    worker_poll_seconds: float = 0.5
+    task_backoff_seconds: float = 2.0
+    task_backoff_max_seconds: float = 300.0
+    approval_ttl_seconds: int = 86400
+    outbound_allowlist: tuple[str, ...] = ()
+    outbound_max_response_bytes: int = 1024 * 1024
 
     # Keys PATCH /api/v1/config may change while the hub runs.
     RUNTIME_TUNABLE = ("log_level", "rate_limit_per_minute", "metrics_public")

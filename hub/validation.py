@@ -78,6 +78,8 @@ class HubJSONBodyValidator(JSONRequestBodyValidator):
         return body
 
     def _validate(self, body: Any) -> dict | None:
+        if body is None and not self._required:
+            return None
         if body is None:
             raise ValidationFailed(
                 "A JSON body is required.",

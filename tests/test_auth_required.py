@@ -17,6 +17,11 @@ SAMPLE = {
     "message_id": "msg_x",
     "turn_id": "trn_x",
     "provider_id": "builtin",
+    "task_id": "tsk_x",
+    "tool_name": "current_time",
+    "approval_id": "apr_x",
+    "notification_id": "ntf_x",
+    "dead_letter_id": "dlq_x",
 }
 
 

@@ -16,6 +16,8 @@ Check configuration (the only deviations from schemathesis' defaults, each with 
 - A generated provider ``base_url`` is replaced by a loopback address nothing listens on: the
   fuzzer must never make the hub send traffic off this machine. Provider calls then fail fast,
   which exercises the failure paths; real upstream calls are covered by handler tests.
+  The same holds for HTTP tools' ``endpoint`` and the ``http_request`` tool's ``url``
+  argument: the outbound policy refuses the loopback address at once.
 """
 
 from __future__ import annotations
@@ -93,8 +95,13 @@ def test_every_operation_conforms(case, contract_hub):
     case.operation.schema.config.update(headers=contract_hub)
     if _positive(case) and case.query and "cursor" in case.query:
         del case.query["cursor"]
-    if isinstance(case.body, dict) and "base_url" in case.body:
-        case.body["base_url"] = NOWHERE
+    if isinstance(case.body, dict):
+        for name in ("base_url", "endpoint"):  # provider roots, HTTP tools' endpoints
+            if name in case.body:
+                case.body[name] = NOWHERE
+        arguments = case.body.get("arguments")
+        if isinstance(arguments, dict) and "url" in arguments:  # the http_request tool
+            arguments["url"] = NOWHERE
     case.call_and_validate()
 
 

@@ -1,9 +1,9 @@
 """Measure the hub's per-request overhead against a bare Starlette + Peewee app, what it adds
-to a token stream, and how many concurrent streams it holds.
+to a token stream, how many concurrent streams it holds, and the task queue's throughput.
 
-Three measurements, run in this order (``--only NAME``, repeatable, picks some): ``requests``,
-``streaming`` and ``concurrency``. Each starts its own servers on its own temporary data folder
-and stops them before the next one starts.
+Four measurements, run in this order (``--only NAME``, repeatable, picks some): ``requests``,
+``streaming``, ``concurrency`` and ``tasks``. Each starts its own servers on its own temporary
+data folder and stops them before the next one starts.
 
 What ``requests`` measures
     Two routes, each on two servers, side by side in one run:
@@ -100,13 +100,24 @@ What ``concurrency`` measures
     RLIMIT_NOFILE is raised (up to the hard limit) before the servers start, which inherit it.
     Everything on loopback; every process is stopped at the end.
 
-Usage: ``python tools/bench.py [--only requests|streaming|concurrency ...] [--seconds 4]
+What ``tasks`` measures
+    End-to-end tasks per second (create -> completed, ``builtin/echo``, no tools) on SQLite
+    with one hub process and on PostgreSQL with one and two, against the 1,000 tasks/s goal,
+    and the queue's claim latency against the same claim as one hand-written SQL statement;
+    ``tools/bench_tasks.py`` says how (``--task-count``, ``--task-workers``,
+    ``--task-clients``, ``--claim-depths``, ``--claims``). PostgreSQL figures need the server
+    binaries (``tools/ensure_postgres.sh``); without them they are skipped.
+
+Usage: ``python tools/bench.py [--only requests|streaming|concurrency|tasks ...] [--seconds 4]
 [--warmup 1] [--concurrency 32] [--rounds 1] [--client auto|wrk|python] [--tokens 50]
 [--interval-ms 20] [--runs 20] [--streams 10,25,50,100,250,500,1000] [--max-streams 1000]
 [--conc-tokens 30] [--conc-interval-ms 100] [--lateness-ms 100] [--slack 10] [--keep-going]
-[--json]``. Progress goes to stderr; the tables (markdown, or JSON) to stdout. The default run
-takes about two and a half minutes. Exits non-zero when either server of ``requests`` answers
-anything but 200, or a streaming measurement cannot run (a server fails, a stream breaks).
+[--task-count 1000] [--task-workers 2,8] [--task-clients 16] [--claim-depths 100,2000]
+[--claims 500] [--json]``. Progress goes to stderr; the tables (markdown, or JSON) to stdout.
+The default run takes about two and a half minutes, plus about three for ``tasks``.
+Exits non-zero when either server of ``requests`` answers anything but 200, a streaming
+measurement cannot run (a server fails, a stream breaks), or a task is lost, fails or is
+refused.
 """
 
 from __future__ import annotations
@@ -145,7 +156,7 @@ ROUTE_LABELS: dict[str, str] = {
     "agent": "GET /api/v1/agents/{id}",
 }
 TARGETS = ("hub", "bare")
-MEASUREMENTS = ("requests", "streaming", "concurrency")
+MEASUREMENTS = ("requests", "streaming", "concurrency", "tasks")
 UVICORN_FLAGS = (
     "--factory",
     "--host",
@@ -1620,7 +1631,8 @@ def positive_list(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Benchmark the hub against a bare Starlette + Peewee app, its streaming "
-        "overhead against a fake upstream, and how many concurrent streams it holds."
+        "overhead against a fake upstream, how many concurrent streams it holds, and the task "
+        "queue's throughput and claim latency."
     )
     parser.add_argument(
         "--only",
@@ -1681,8 +1693,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="try every count, even after one failed to hold (by default the larger are skipped)",
     )
+    # bench_tasks imports this module as `bench`: let it find this very module (one BenchError).
+    sys.modules.setdefault("bench", sys.modules[__name__])
+    import bench_tasks
+
+    bench_tasks.add_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args(argv)
+    bench_tasks.check_arguments(parser, args)
     if min(args.seconds, args.concurrency, args.rounds) < 1 or args.warmup < 0:
         parser.error("--seconds, --concurrency and --rounds must be >= 1, --warmup >= 0")
     if min(args.tokens, args.runs, args.conc_tokens, args.max_streams) < 2:
@@ -1709,9 +1727,13 @@ def main(argv: list[str] | None = None) -> int:
                     elif name == "streaming":
                         output["streaming"] = measure_streaming(args)
                         tables.append(render_streaming(output["streaming"], about))
-                    else:
+                    elif name == "concurrency":
                         output["concurrency"] = measure_concurrency(args)
                         tables.append(render_concurrency(output["concurrency"], about))
+                    else:
+                        output["tasks"] = bench_tasks.measure_tasks(args)
+                        tables.append(bench_tasks.render_tasks(output["tasks"]))
+                        failed_any |= bench_tasks.failed(output["tasks"])
                 except BenchError as exc:
                     log(f"bench failed ({name}): {exc}")
                     failed_any = True

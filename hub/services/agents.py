@@ -17,6 +17,7 @@ DEFAULTS = {
     "system_prompt": "",
     "temperature": None,
     "max_tokens": None,
+    "max_steps": 10,
     "tools": [],
     "skills": [],
     "capabilities": [],

@@ -17,9 +17,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from db import agents, sessions
+from db import approvals as db_approvals
 from db.base import new_id, utcnow, write_transaction
 from db.sessions import Message, Session, Turn
 from hub import state
+from hub.agent_loop import AgentLoop, LoopState, Outcome, Owner, agent_tools
 from hub.problems import (
     Conflict,
     InternalError,
@@ -32,11 +34,8 @@ from hub.providers import (
     ChatMessage,
     CompletionRequest,
     GuardedProvider,
-    StreamEnd,
-    TokenDelta,
     count_tokens,
 )
-from hub.services import usage
 from hub.services.etags import check_if_match
 
 log = logging.getLogger("aether.chat")
@@ -57,6 +56,9 @@ class Plan:
     assistant_message_id: str
     provider: GuardedProvider
     request: CompletionRequest
+    tools: dict = field(default_factory=dict)
+    max_steps: int = 10
+    loop_state: LoopState | None = None  # set when a paused turn resumes
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -87,6 +89,12 @@ def _check_open(session: Session, generations) -> agents.Agent:
         raise Conflict(
             "A reply is being generated in this session; stop it or wait.",
             code="generation_in_progress",
+        )
+    last = sessions.last_turn(session.id)
+    if last is not None and last.status == "waiting_approval":
+        raise Conflict(
+            f"The last reply waits for approval {last.approval_id!r}; approve or deny it first.",
+            code="approval_pending",
         )
     agent = agents.get(session.agent_id)
     if agent is None:
@@ -161,7 +169,10 @@ def plan_turn(
         temperature=agent.temperature,
         max_tokens=agent.max_tokens,
     )
-    plan = Plan(session.id, agent.id, turn_id, assistant.id, provider, request)
+    tools = agent_tools(agent.tools) if agent.tools else {}
+    plan = Plan(
+        session.id, agent.id, turn_id, assistant.id, provider, request, tools, agent.max_steps
+    )
     runtime.generations.claim(plan)
     return plan
 
@@ -170,9 +181,12 @@ def plan_turn(
 
 
 async def generate(plan: Plan, sink: Sink | None = None) -> tuple[Message, Turn]:
-    """Run the provider, feed ``sink`` with events, store the outcome; re-raise failures."""
+    """Run the agent loop, feed ``sink`` with events, store the outcome; re-raise failures.
+
+    A turn whose tool needs approval ends here as ``waiting_approval`` (an
+    ``approval_required`` event, then ``done``); :func:`resume_turn` goes on once decided.
+    """
     started = time.perf_counter()
-    first_token: float | None = None
     listener = sink
 
     async def emit(event: dict) -> None:
@@ -184,53 +198,59 @@ async def generate(plan: Plan, sink: Sink | None = None) -> tuple[Message, Turn]
             except Exception:
                 listener = None
 
-    text: list[str] = []
-    finish, usage = None, None
+    loop = AgentLoop(
+        owner=Owner(plan.turn_id, 1, plan.agent_id, plan.max_steps, session_id=plan.session_id),
+        provider=plan.provider,
+        model=plan.request.model,
+        tools=plan.tools,
+        temperature=plan.request.temperature,
+        max_tokens=plan.request.max_tokens,
+        emit=emit,
+        stop=plan.stop,
+    )
+    loop_state = plan.loop_state or LoopState.start(plan.request.messages)
+    outcome = None
     try:
         await emit(
             {"type": "start", "turn_id": plan.turn_id, "message_id": plan.assistant_message_id}
         )
-        async for event in until_stopped(plan.provider.stream(plan.request), plan.stop):
-            if isinstance(event, TokenDelta):
-                if first_token is None:
-                    first_token = time.perf_counter()
-                text.append(event.text)
-                await emit({"type": "token", "text": event.text})
-            elif isinstance(event, StreamEnd):
-                finish, usage = event.finish_reason, event.usage
+        outcome = await loop.run(loop_state)
     except Problem as problem:
-        await asyncio.to_thread(_fail, plan, problem)
+        await asyncio.to_thread(_fail, plan, problem, loop.write_pending)
         raise problem from None
     except asyncio.CancelledError:
-        finish = "stopped"
+        outcome = Outcome("stopped", loop_state, "stopped")
     except Exception as exc:  # a bug or an unmapped failure: never leave the turn running
         log.error("generation failed", exc_info=exc, extra={"turn_id": plan.turn_id})
         problem = InternalError("The reply could not be generated.")
-        await asyncio.to_thread(_fail, plan, problem)
+        await asyncio.to_thread(_fail, plan, problem, loop.write_pending)
         raise problem from None
     finally:
         state.runtime().generations.release(plan)
-    if plan.stop.is_set():
-        finish = "stopped"
-    timings = _ms(started, time.perf_counter()), _ms(started, first_token)
-    outcome = await asyncio.to_thread(_finish, plan, "".join(text), finish, usage, timings)
-    message, turn = outcome
+    if plan.stop.is_set() and outcome.kind != "paused":
+        outcome.kind, outcome.finish_reason = "stopped", "stopped"
+    timings = _ms(started, time.perf_counter()), _ms(started, loop.first_token_at)
+    message, turn, approval = await asyncio.to_thread(_finish, plan, outcome, timings, loop)
+    if approval is not None:
+        await emit({"type": "approval_required", "approval": approval.to_api()})
+    turn_api = turn.to_api()
     await emit(
         {
             "type": "done",
             "finish_reason": turn.finish_reason,
-            "usage": turn.to_api()["usage"],
+            "usage": turn_api["usage"],
             "message": message.to_api(),
-            "turn": turn.to_api(),
+            "turn": turn_api,
         }
     )
-    return outcome
+    return message, turn
 
 
 async def until_stopped(events: AsyncIterator, stop: asyncio.Event) -> AsyncIterator:
     """The events, until ``stop`` is set: at once, even while the provider is silent."""
     iterator = aiter(events)
     stopper = asyncio.ensure_future(stop.wait())
+    following = None
     try:
         while True:
             following = asyncio.ensure_future(anext(iterator))
@@ -246,6 +266,10 @@ async def until_stopped(events: AsyncIterator, stop: asyncio.Event) -> AsyncIter
                 return
     finally:
         stopper.cancel()
+        if following is not None and not following.done():  # we were cancelled mid-wait
+            following.cancel()
+            with contextlib.suppress(BaseException):
+                await following
         close = getattr(iterator, "aclose", None)
         if close is not None:
             await close()
@@ -255,47 +279,44 @@ def _ms(start: float, end: float | None) -> float | None:
     return None if end is None else round((end - start) * 1000, 3)
 
 
-def _finish(plan: Plan, text: str, finish: str | None, usage, timings) -> tuple[Message, Turn]:
-    stopped = finish == "stopped"
-    prompt = (
-        usage.prompt_tokens
-        if usage
-        else sum(count_tokens(m.content) for m in plan.request.messages)
-    )
-    completion = usage.completion_tokens if usage and not stopped else count_tokens(text)
+def _finish(plan: Plan, outcome: Outcome, timings, loop: AgentLoop):
+    """Store how the turn ended: completed, stopped, or paused on an approval."""
+    paused = outcome.kind == "paused"
+    stopped = outcome.kind == "stopped"
+    approval = None
     with write_transaction():
         message = Message.get_by_id(plan.assistant_message_id)
-        message.content = text
-        message.status = "stopped" if stopped else "complete"
+        message.content = outcome.state.text
+        message.status = "waiting_approval" if paused else "stopped" if stopped else "complete"
         message.save()
         turn = Turn.get_by_id(plan.turn_id)
-        turn.status = "stopped" if stopped else "completed"
-        turn.finish_reason = finish or "stop"
-        turn.prompt_tokens, turn.completion_tokens = prompt, completion
-        turn.latency_ms, turn.ttft_ms = timings
-        turn.completed_at = utcnow()
+        turn.prompt_tokens += loop.prompt_tokens
+        turn.completion_tokens += loop.completion_tokens
+        latency, ttft = timings
+        if turn.latency_ms is not None:  # a resumed turn: its time adds up across the parts
+            latency = round(turn.latency_ms + (latency or 0), 3)
+            ttft = turn.ttft_ms if turn.ttft_ms is not None else None
+        turn.latency_ms, turn.ttft_ms = latency, ttft
+        if paused:
+            approval = outcome.approval
+            if approval is None:
+                from hub.services import approvals
+
+                approval = approvals.request(**outcome.ask)
+            turn.status, turn.approval_id = "waiting_approval", approval.id
+            turn.loop_state = outcome.state.to_json()
+            turn.finish_reason = "approval_required"
+        else:
+            turn.status = "stopped" if stopped else "completed"
+            turn.finish_reason = outcome.finish_reason or "stop"
+            turn.loop_state = None
+            turn.completed_at = utcnow()
         turn.save()
-        _account(plan, "ok", prompt, completion, *timings)
-    return message, turn
+        loop.write_pending()
+    return message, turn, approval
 
 
-def _account(plan: Plan, status: str, prompt: int, completion: int, latency, ttft) -> None:
-    usage.record(
-        source="chat",
-        provider=plan.provider.id,
-        model=plan.request.model,
-        status=status,
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        latency_ms=latency,
-        ttft_ms=ttft,
-        agent_id=plan.agent_id,
-        session_id=plan.session_id,
-        turn_id=plan.turn_id,
-    )
-
-
-def _fail(plan: Plan, problem: Problem) -> Turn:
+def _fail(plan: Plan, problem: Problem, write_steps) -> Turn:
     """Keep the user message; drop the empty reply; record the problem on the turn."""
     with write_transaction():
         Message.delete().where(Message.id == plan.assistant_message_id).execute()
@@ -306,9 +327,10 @@ def _fail(plan: Plan, problem: Problem) -> Turn:
         turn.status = "failed"
         turn.assistant_message_id = None
         turn.error = problem.to_dict(None)
+        turn.loop_state = None
         turn.completed_at = utcnow()
         turn.save()
-        _account(plan, "error", 0, 0, None, None)
+        write_steps()
     return turn
 
 
@@ -316,6 +338,57 @@ async def reply(plan: Plan) -> tuple[Message, Turn]:
     """Generate in a task of its own and wait for it: a vanished client cancels nothing."""
     task = state.runtime().generations.spawn(generate(plan))
     return await asyncio.shield(task)
+
+
+def _plan_resume(turn_id: str) -> Plan | None:
+    """Take a paused turn whose approval was decided back to ``running``."""
+    runtime = state.runtime()
+    with write_transaction():
+        turn = sessions.get_turn(turn_id)
+        if turn is None or turn.status != "waiting_approval":
+            return None
+        approval = db_approvals.get(turn.approval_id) if turn.approval_id else None
+        if approval is not None and approval.status == "pending":
+            return None
+        agent = agents.get(turn.agent_id)
+        if agent is None or runtime.generations.busy(turn.session_id):
+            return None
+        provider, model = _resolve(agent)
+        turn.status, turn.approval_id, turn.finish_reason = "running", None, None
+        turn.save()
+        Message.update(status="streaming").where(Message.id == turn.assistant_message_id).execute()
+        loop_state = LoopState.from_json(turn.loop_state)
+    request = CompletionRequest(
+        model=model, messages=[], temperature=agent.temperature, max_tokens=agent.max_tokens
+    )
+    tools = agent_tools(agent.tools) if agent.tools else {}
+    plan = Plan(
+        turn.session_id,
+        agent.id,
+        turn.id,
+        turn.assistant_message_id,
+        provider,
+        request,
+        tools,
+        agent.max_steps,
+        loop_state,
+    )
+    runtime.generations.claim(plan)
+    return plan
+
+
+async def resume_turn(turn_id: str) -> bool:
+    """Go on with a turn that waited for an approval, in the background of this process."""
+    plan = await asyncio.to_thread(_plan_resume, turn_id)
+    if plan is None:
+        return False
+    state.runtime().generations.spawn(_quietly(generate(plan)))
+    return True
+
+
+async def _quietly(generation) -> None:
+    with contextlib.suppress(Problem):  # recorded on the turn
+        await generation
 
 
 # --- the other writes --------------------------------------------------------------------

@@ -60,6 +60,8 @@ def new_registry() -> ProviderRegistry:
     def breaker(provider_id: str) -> CircuitBreaker:
         def changed(_old: str, new: str) -> None:
             metrics.BREAKER_STATE.labels(provider_id).set(BREAKER_VALUE[new])
+            if new == "open":
+                _notify_breaker_open(provider_id)
 
         metrics.BREAKER_STATE.labels(provider_id).set(0)
         return CircuitBreaker(on_change=changed)
@@ -67,6 +69,29 @@ def new_registry() -> ProviderRegistry:
     registry = ProviderRegistry(breaker_factory=breaker)
     registry.register(BuiltinProvider())
     return registry
+
+
+def _notify_breaker_open(provider_id: str) -> None:
+    """A notification that calls to a provider are paused (written off the event loop)."""
+    from hub.services import notifications
+
+    def write() -> None:
+        try:
+            notifications.create(
+                kind="breaker_open",
+                severity="critical",
+                title=f"Provider {provider_id} is failing; calls are paused",
+                message="Its circuit breaker opened after repeated failures; "
+                "POST /api/v1/providers/{id}/reset closes it.",
+                subject=provider_id,
+            )
+        except Exception:
+            log.exception("could not record the breaker notification")
+
+    try:
+        asyncio.get_running_loop().run_in_executor(None, write)
+    except RuntimeError:  # no event loop here: a worker thread already
+        write()
 
 
 def source_of(provider_id: str, settings: Settings) -> str:

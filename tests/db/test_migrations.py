@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from db import agents, api_keys, audit, providers, sessions, system, usage
+from db import (
+    agents,
+    api_keys,
+    approvals,
+    audit,
+    dead_letters,
+    notifications,
+    providers,
+    sessions,
+    system,
+    tasks,
+    tools,
+    usage,
+)
 from db import base as db_base
 
 MODELS = [
@@ -20,6 +33,13 @@ MODELS = [
     sessions.Turn,
     providers.ProviderConfig,
     usage.UsageRecord,
+    tasks.Task,
+    tasks.Step,
+    tools.Tool,
+    tools.ToolExecution,
+    approvals.Approval,
+    notifications.Notification,
+    dead_letters.DeadLetter,
 ]
 
 
@@ -42,7 +62,7 @@ def fresh_db(database_url, backend, request):
 
 
 def test_migrations_apply_once(fresh_db):
-    names = ["0001_initial", "0002_conversations", "0003_providers_usage"]
+    names = ["0001_initial", "0002_conversations", "0003_providers_usage", "0004_work"]
     assert db_base.migrate() == names
     assert db_base.migrate() == []
     assert db_base.migration_status() == [(name, True) for name in names]

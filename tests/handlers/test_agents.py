@@ -32,6 +32,7 @@ def expected_agent(**fields) -> dict:
         "system_prompt": "",
         "temperature": None,
         "max_tokens": None,
+        "max_steps": 10,
         "tools": [],
         "skills": [],
         "capabilities": [],

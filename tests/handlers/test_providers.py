@@ -31,7 +31,7 @@ from hub.crypto import SecretBox
 from hub.services.providers import secret_key
 from tests.assertions import PROBLEM_KEYS, assert_problem
 from tests.conftest import auth
-from tests.factories import make_agent
+from tests.factories import make_agent, wait_for
 from tests.servers import refusing_port as closed_port
 from tests.servers import serve
 
@@ -570,6 +570,11 @@ def test_five_failures_open_the_breaker_and_reset_closes_it(client, keyring, ref
     )
     assert breaker_gauge(client, "flaky") == "2.0"
     assert breaker_gauge(client, "builtin") == "0.0"
+    notes = wait_for(
+        lambda: client.get("/api/v1/notifications", params={"kind": "breaker_open"}).json(),
+        lambda page: page["items"],
+    )["items"]
+    assert [(n["subject"], n["severity"]) for n in notes] == [("flaky", "critical")]
 
     response = client.post(url("flaky", "reset"), headers=auth(keyring["operator"]))
 

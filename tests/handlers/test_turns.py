@@ -54,6 +54,24 @@ def test_get_answers_the_whole_turn(client, clock):
             {"role": "user", "content": "hi"},
         ],
         "error": None,
+        "approval_id": None,
+        "steps": [
+            {
+                "index": 1,
+                "attempt": 1,
+                "kind": "llm",
+                "name": "builtin/echo",
+                "status": "ok",
+                "input": {"messages": 2, "tools": []},
+                "output": {"text": "Echo: hi", "tool_calls": []},
+                "error": None,
+                "tokens": {"prompt_tokens": 4, "completion_tokens": 3},
+                "approval_id": None,
+                "tool_execution_id": None,
+                "started_at": NOW,
+                "duration_ms": ELAPSED,
+            }
+        ],
         "created_at": NOW,
         "completed_at": NOW,
     }

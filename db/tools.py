@@ -1,0 +1,78 @@
+"""Registered HTTP tools and the record of every tool execution."""
+
+from __future__ import annotations
+
+import peewee
+
+from db.base import BaseModel, JSONField, iso
+
+
+class Tool(BaseModel):
+    name = peewee.CharField(primary_key=True, max_length=64)
+    description = peewee.TextField()
+    parameters = JSONField()
+    endpoint = peewee.TextField()
+    method = peewee.CharField(max_length=8)
+    headers_encrypted = peewee.TextField(null=True)
+    header_names = JSONField(default=list)
+    timeout_seconds = peewee.FloatField()
+    requires_approval = peewee.BooleanField(default=False)
+    created_at = peewee.DateTimeField()
+
+
+class ToolExecution(BaseModel):
+    id = peewee.CharField(primary_key=True, max_length=40)
+    tool = peewee.CharField(max_length=64, index=True)
+    arguments = JSONField()
+    status = peewee.CharField(max_length=16)
+    result = JSONField(null=True)
+    error = peewee.TextField(null=True)
+    duration_ms = peewee.FloatField()
+    caller = peewee.CharField(max_length=64)
+    task_id = peewee.CharField(max_length=40, null=True, index=True)
+    turn_id = peewee.CharField(max_length=40, null=True, index=True)
+    approval_id = peewee.CharField(max_length=40, null=True)
+    created_at = peewee.DateTimeField()
+
+    def to_api(self) -> dict:
+        return {
+            "id": self.id,
+            "tool": self.tool,
+            "arguments": self.arguments,
+            "status": self.status,
+            "result": self.result,
+            "error": self.error,
+            "duration_ms": self.duration_ms,
+            "caller": self.caller,
+            "task_id": self.task_id,
+            "turn_id": self.turn_id,
+            "approval_id": self.approval_id,
+            "created_at": iso(self.created_at),
+        }
+
+
+def get(name: str) -> Tool | None:
+    return Tool.get_or_none(Tool.name == name)
+
+
+def registered() -> list[Tool]:
+    return list(Tool.select().order_by(Tool.name))
+
+
+def executions(
+    *,
+    tool: str | None = None,
+    status: str | None = None,
+    task_id: str | None = None,
+    turn_id: str | None = None,
+) -> peewee.Select:
+    query = ToolExecution.select()
+    if tool:
+        query = query.where(ToolExecution.tool == tool)
+    if status:
+        query = query.where(ToolExecution.status == status)
+    if task_id:
+        query = query.where(ToolExecution.task_id == task_id)
+    if turn_id:
+        query = query.where(ToolExecution.turn_id == turn_id)
+    return query

@@ -1,0 +1,49 @@
+"""Background work for agents, the durable queue and its workers."""
+
+from __future__ import annotations
+
+from db import tasks
+from db.pagination import page
+from db.tasks import Task
+from generated.models import TaskCreate
+from hub import context
+from hub.problems import require
+from hub.services import queue
+from hub.services import tasks as service
+
+
+def list_tasks(limit=50, cursor=None, status=None, agent_id=None, priority=None):
+    """List tasks, newest first."""
+    query = tasks.tasks(status=status, agent_id=agent_id, priority=priority)
+    rows, next_cursor = page(query, Task.id, limit=limit, cursor=cursor, descending=True)
+    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+
+
+def create_task(body):
+    """Hand an agent a piece of work."""
+    fields = TaskCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    task = service.create(fields, created_by=context.actor_id())
+    return task.to_api([]), 201, {"Location": f"/api/v1/tasks/{task.id}"}
+
+
+def get_task(task_id):
+    """One task with its steps and result."""
+    task = require(tasks.get(task_id), "task", task_id)
+    return task.to_api(tasks.steps(task.id)), 200
+
+
+def cancel_task(task_id):
+    """Cancel a task (pending or waiting at once; running at its next step)."""
+    task = service.cancel(task_id)
+    return task.to_api(tasks.steps(task.id)), 200
+
+
+def retry_task(task_id):
+    """Queue a failed or cancelled task again, with fresh attempts."""
+    task = service.retry(task_id)
+    return task.to_api(tasks.steps(task.id)), 200
+
+
+def get_queue():
+    """Queue depth per priority, running and waiting counts, oldest wait, workers."""
+    return queue.snapshot(), 200

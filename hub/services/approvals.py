@@ -1,0 +1,95 @@
+"""Approvals: asked by the agent loop for a tool with ``requires_approval``, decided by a
+person (or expired, which counts as denied), and the waiting task or chat turn resumed.
+
+Deciding is a conditional update (``WHERE status = 'pending'``), so two people approving at
+once, or a person and the expiry sweeper, produce exactly one decision; the others get 409.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from db import approvals
+from db.approvals import Approval
+from db.base import new_id, utcnow, write_transaction
+from hub import state
+from hub.problems import Conflict, require
+from hub.services import notifications, tasks
+
+
+def request(
+    *,
+    tool: str,
+    arguments: dict,
+    tool_call_id: str,
+    agent_id: str,
+    owner_id: str,
+    session_id: str | None = None,
+) -> Approval:
+    """A pending approval and its notification (inside the caller's transaction)."""
+    now = utcnow()
+    ttl = state.runtime().settings.approval_ttl_seconds
+    is_task = owner_id.startswith("tsk_")
+    approval = Approval.create(
+        id=new_id("apr"),
+        status="pending",
+        tool=tool,
+        arguments=arguments,
+        tool_call_id=tool_call_id,
+        agent_id=agent_id,
+        task_id=owner_id if is_task else None,
+        turn_id=None if is_task else owner_id,
+        session_id=session_id,
+        expires_at=now + dt.timedelta(seconds=ttl),
+        created_at=now,
+    )
+    notifications.create(
+        kind="approval_requested",
+        severity="warning",
+        title=f"Agent {agent_id} asks to run {tool}",
+        message=f"Approve or deny {approval.id} before {approval.expires_at:%Y-%m-%d %H:%M} UTC.",
+        subject=approval.id,
+    )
+    return approval
+
+
+def _settle(approval: Approval, status: str, actor: str | None, comment: str | None) -> bool:
+    """Record the decision if nobody did first; resume a waiting task. True when it won."""
+    now = utcnow()
+    won = (
+        Approval.update(status=status, decided_at=now, decided_by=actor, comment=comment)
+        .where((Approval.id == approval.id) & (Approval.status == "pending"))
+        .execute()
+    )
+    if won and approval.task_id:
+        tasks.resume(approval.task_id, approval.id)
+    return bool(won)
+
+
+def decide(
+    approval_id: str, *, approve: bool, actor: str | None, comment: str | None
+) -> tuple[Approval, bool]:
+    """Approve or deny; returns the approval and whether it expired before the decision
+    (then it counts as denied and the caller answers 409)."""
+    with write_transaction():
+        approval = require(approvals.get(approval_id), "approval", approval_id)
+        if approval.status != "pending":
+            raise Conflict(
+                f"Approval {approval_id!r} is already {approval.status}.", code="approval_decided"
+            )
+        if approval.expires_at <= utcnow():
+            _settle(approval, "expired", None, "expired before a decision")
+            return approvals.get(approval_id), True
+        if not _settle(approval, "approved" if approve else "denied", actor, comment):
+            raise Conflict(f"Approval {approval_id!r} was just decided.", code="approval_decided")
+    return approvals.get(approval_id), False
+
+
+def expire_due(limit: int = 100) -> list[Approval]:
+    """Expire pending approvals past their time; returns those this call expired."""
+    done = []
+    for approval in approvals.expired(utcnow(), limit):
+        with write_transaction():
+            if _settle(approval, "expired", None, "expired before a decision"):
+                done.append(approval)
+    return done

@@ -1,0 +1,36 @@
+"""Dead letters: retry (the work runs again) or discard (given up); each only while open."""
+
+from __future__ import annotations
+
+from db import dead_letters
+from db.base import utcnow, write_transaction
+from db.dead_letters import DeadLetter
+from hub import state
+from hub.problems import Conflict, require
+from hub.services import tasks
+
+
+def _open(dead_letter_id: str) -> DeadLetter:
+    letter = require(dead_letters.get(dead_letter_id), "dead_letter", dead_letter_id)
+    if letter.status != "open":
+        raise Conflict(f"Dead letter {dead_letter_id!r} is {letter.status}.", code="not_open")
+    return letter
+
+
+def retry(dead_letter_id: str) -> DeadLetter:
+    with write_transaction():
+        letter = _open(dead_letter_id)
+        if letter.kind == "task":
+            tasks.requeue_dead(letter.subject_id)
+        letter.status, letter.resolved_at = "retried", utcnow()
+        letter.save()
+    state.runtime().wake_workers()
+    return letter
+
+
+def discard(dead_letter_id: str) -> DeadLetter:
+    with write_transaction():
+        letter = _open(dead_letter_id)
+        letter.status, letter.resolved_at = "discarded", utcnow()
+        letter.save()
+    return letter

@@ -79,6 +79,7 @@ class Turn(BaseModel):
     error = JSONField(null=True)
     approval_id = peewee.CharField(max_length=40, null=True)
     loop_state = JSONField(null=True)
+    memories = JSONField(null=True)
     created_at = peewee.DateTimeField()
     completed_at = peewee.DateTimeField(null=True)
     feedback_grade = peewee.SmallIntegerField(null=True)
@@ -107,6 +108,7 @@ class Turn(BaseModel):
             "context": self.context,
             "error": self.error,
             "approval_id": self.approval_id,
+            "memories_used": self.memories or [],
             "steps": [step.to_api() for step in steps_of(self.id)],
             "created_at": iso(self.created_at),
             "completed_at": iso(self.completed_at),

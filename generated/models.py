@@ -1474,6 +1474,223 @@ class DeadLetterDepth(BaseModel):
     by_kind: ByKind
 
 
+class MemoryKeyValue(RootModel[str]):
+    root: str = Field(
+        ...,
+        description='A client-chosen key, unique across the hub.',
+        max_length=200,
+        min_length=1,
+        pattern='^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$',
+    )
+
+
+class MemoryScope(StrEnum):
+    session = 'session'
+    agent = 'agent'
+    project = 'project'
+    global_ = 'global'
+
+
+class MemoryTags(RootModel[list[Slug]]):
+    root: list[Slug] = Field(..., max_length=32)
+
+
+class MemoryCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    key: MemoryKeyValue
+    content: str = Field(..., max_length=100000, min_length=1, pattern='^[^\\u0000]*$')
+    scope: MemoryScope
+    agent_id: Slug | None = None
+    project_id: Slug | None = None
+    session_id: ResourceId | None = None
+    tags: MemoryTags | None = None
+    ttl_seconds: int | None = Field(
+        None,
+        description='Expire this many seconds from now (none by default).',
+        ge=1,
+        le=315360000,
+    )
+
+
+class MemoryPut(BaseModel):
+    """
+    The whole memory but its key; omitted owners, tags and TTL are cleared.
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    content: str = Field(..., max_length=100000, min_length=1, pattern='^[^\\u0000]*$')
+    scope: MemoryScope
+    agent_id: Slug | None = None
+    project_id: Slug | None = None
+    session_id: ResourceId | None = None
+    tags: MemoryTags | None = None
+    ttl_seconds: int | None = Field(None, ge=1, le=315360000)
+
+
+class Memory1(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    key: str
+    content: str
+    scope: MemoryScope
+    agent_id: str | None = Field(...)
+    project_id: str | None = Field(...)
+    session_id: str | None = Field(...)
+    tags: list[str]
+    expires_at: AwareDatetime | None = Field(...)
+    version: int
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class MemoryList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Memory1]
+    next_cursor: NextCursor | None
+
+
+class Mode(StrEnum):
+    keyword = 'keyword'
+    semantic = 'semantic'
+    hybrid = 'hybrid'
+
+
+class MemorySearch(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    query: str = Field(..., max_length=2000, min_length=1)
+    mode: Mode = 'keyword'
+    scope: MemoryScope | None = None
+    agent_id: Slug | None = None
+    project_id: Slug | None = None
+    session_id: ResourceId | None = None
+    tags: MemoryTags | None = Field(
+        None, description='Only memories carrying every one of these tags.'
+    )
+    limit: int = Field(10, ge=1, le=100)
+
+
+class MemoryHit(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    key: str
+    content: str
+    scope: MemoryScope
+    agent_id: str | None = Field(...)
+    project_id: str | None = Field(...)
+    session_id: str | None = Field(...)
+    tags: list[str]
+    score: float = Field(
+        ..., description='Higher is better (comparable within one answer).'
+    )
+    snippet: str = Field(
+        ..., description='The best passage, matches in `<mark>`…`</mark>`.'
+    )
+
+
+class MemorySearchResult(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    mode: str
+    items: list[MemoryHit]
+
+
+class ByScope(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    session: int
+    agent: int
+    project: int
+    global_: int = Field(..., alias='global')
+
+
+class RecallLatencyMs(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    p50: float | None = Field(...)
+    p95: float | None = Field(...)
+
+
+class MemoryStats(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    total: int
+    by_scope: ByScope
+    searches: int = Field(..., description='Searches this process served.')
+    recall_latency_ms: RecallLatencyMs
+
+
+class MemoryLinkCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    target: MemoryKeyValue
+    relation: str = Field(
+        'related', max_length=64, min_length=1, pattern='^[a-z0-9_]+$'
+    )
+    weight: float = Field(1, ge=0.0, le=1.0)
+
+
+class MemoryLink(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    source: str
+    target: str
+    relation: str
+    weight: float
+    created_at: Timestamp
+
+
+class MemoryLinkList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[MemoryLink]
+    next_cursor: NextCursor | None
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    key: str
+    scope: str
+    agent_id: str | None = Field(...)
+    tags: list[str]
+
+
+class Edge(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    source: str
+    target: str
+    relation: str
+    weight: float
+
+
+class MemoryGraph(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    nodes: list[Node]
+    edges: list[Edge]
+
+
 class Turn(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -1499,6 +1716,10 @@ class Turn(BaseModel):
     )
     approval_id: str | None = Field(
         ..., description='The approval it waits for, while `waiting_approval`.'
+    )
+    memories_used: list[str] = Field(
+        ...,
+        description='The keys of the memories recalled into the context (agents with memory).',
     )
     steps: list[Step] = Field(
         ..., description='Every LLM and tool call of the turn, in order.'

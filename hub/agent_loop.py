@@ -135,7 +135,12 @@ class Owner:
     def call(self) -> Call:
         if self.id.startswith("tsk_"):
             return Call(caller=f"task:{self.id}", agent_id=self.agent_id, task_id=self.id)
-        return Call(caller=f"turn:{self.id}", agent_id=self.agent_id, turn_id=self.id)
+        return Call(
+            caller=f"turn:{self.id}",
+            agent_id=self.agent_id,
+            turn_id=self.id,
+            session_id=self.session_id,
+        )
 
     @property
     def usage_source(self) -> str:

@@ -34,7 +34,7 @@ from hub import errors, logs, spec, state, ws
 from hub.middleware import EdgeMiddleware, PolicyMiddleware
 from hub.problems import PROBLEM_JSON
 from hub.runtime import Runtime
-from hub.services import keys, providers
+from hub.services import keys, memory, providers
 from hub.settings import Settings
 from hub.validation import validator_map
 
@@ -126,6 +126,7 @@ def build_runtime(settings: Settings) -> Runtime:
             loaded[0] = providers.load(runtime.providers, settings)
 
     runtime.on_beat.append(reload_providers)
+    runtime.on_beat.append(memory.sweep)  # expired memories: invisible at once, deleted here
     return runtime
 
 

@@ -24,6 +24,7 @@ import jsonschema
 
 from db.base import iso, utcnow
 from hub import outbound, state
+from hub.problems import Problem
 
 ANY_OBJECT: dict = {"type": "object"}
 
@@ -40,6 +41,7 @@ class Call:
     agent_id: str | None = None
     task_id: str | None = None
     turn_id: str | None = None
+    session_id: str | None = None
 
 
 Runner = Callable[[dict, Call], Awaitable[Any]]
@@ -182,6 +184,69 @@ async def _notify(arguments: dict, call: Call) -> dict:
     return {"notification_id": note.id}
 
 
+async def _memory_search(arguments: dict, call: Call) -> dict:
+    from hub.services import memory
+
+    body = {"query": arguments["query"], "limit": arguments.get("limit", 5)}
+    scope = arguments.get("scope")
+    if scope:
+        body["scope"] = scope
+        owner = {"agent": call.agent_id, "session": call.session_id}.get(scope)
+        if owner:
+            body["agent_id" if scope == "agent" else "session_id"] = owner
+    try:
+        found = await _in_thread(memory.search, body)
+    except Problem as problem:
+        raise ToolFailed(problem.detail) from None
+    await _in_thread(_audit, call, "memory_search", "POST", "/api/v1/memories/search", 200)
+    return {
+        "results": [
+            {"key": hit["key"], "content": hit["content"], "score": hit["score"]}
+            for hit in found["items"]
+        ]
+    }
+
+
+async def _memory_store(arguments: dict, call: Call) -> dict:
+    from hub.services import memory
+
+    scope = arguments.get("scope", "agent")
+    body = {
+        "key": arguments["key"],
+        "content": arguments["content"],
+        "scope": scope,
+        "tags": arguments.get("tags", []),
+    }
+    if scope == "agent":
+        body["agent_id"] = call.agent_id
+    elif scope == "session":
+        body["session_id"] = call.session_id
+    if "ttl_seconds" in arguments:
+        body["ttl_seconds"] = arguments["ttl_seconds"]
+    try:
+        stored = await _in_thread(memory.create, body)
+    except Problem as problem:
+        raise ToolFailed(problem.detail) from None
+    await _in_thread(_audit, call, "memory_store", "POST", f"/api/v1/memories/{stored.key}", 201)
+    return {"key": stored.key, "scope": stored.scope, "version": stored.version}
+
+
+def _audit(call: Call, operation: str, method: str, resource: str, status: int) -> None:
+    """An agent's memory write or search, in the audit log like a person's request."""
+    from hub.services import audit
+
+    audit.record(
+        actor_key_id=None,
+        actor_name=call.caller,
+        operator=f"agent:{call.agent_id}" if call.agent_id else None,
+        operation_id=operation,
+        method=method,
+        resource=resource,
+        status=status,
+        request_id=call.task_id or call.turn_id or call.caller,
+    )
+
+
 async def _in_thread(function, *args, **kw):
     return await asyncio.to_thread(function, *args, **kw)
 
@@ -267,6 +332,42 @@ BUILTINS: dict[str, ToolDef] = {
                 "additionalProperties": False,
             },
             run=_notify,
+        ),
+        ToolDef(
+            name="memory_search",
+            kind="builtin",
+            description="Search the hub's memories by keywords; best matches first.",
+            parameters={
+                "type": "object",
+                "required": ["query"],
+                "properties": {
+                    "query": {"type": "string", "minLength": 1, "maxLength": 2000},
+                    "scope": {"type": "string", "enum": ["session", "agent", "project", "global"]},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 20},
+                },
+                "additionalProperties": False,
+            },
+            run=_memory_search,
+            timeout_seconds=60.0,  # the first semantic-extra embedding loads the model
+        ),
+        ToolDef(
+            name="memory_store",
+            kind="builtin",
+            description="Remember something under a new key (the agent's own memory by default).",
+            parameters={
+                "type": "object",
+                "required": ["key", "content"],
+                "properties": {
+                    "key": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}$"},
+                    "content": {"type": "string", "minLength": 1, "maxLength": 100000},
+                    "scope": {"type": "string", "enum": ["agent", "session", "global"]},
+                    "tags": {"type": "array", "items": _SLUG, "maxItems": 32},
+                    "ttl_seconds": {"type": "integer", "minimum": 1},
+                },
+                "additionalProperties": False,
+            },
+            run=_memory_store,
+            timeout_seconds=60.0,
         ),
     )
 }

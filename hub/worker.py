@@ -32,17 +32,22 @@ from hub import state
 from hub.agent_loop import AgentLoop, LoopState, Owner, agent_tools
 from hub.problems import NotFound, Problem
 from hub.providers import ChatMessage
-from hub.services import approvals, tasks
+from hub.services import approvals, memory, tasks
 
 log = logging.getLogger("aether.worker")
 
 
 def task_messages(agent: agents.Agent, task: Task) -> list[ChatMessage]:
-    """The conversation a task starts from: the agent's prompt, the task and its context."""
+    """The conversation a task starts from: the agent's prompt, the memories it recalls for
+    the task (agents with memory), the task and its context."""
     text = task.description
     if task.context:
         text += "\n\nContext:\n" + json.dumps(task.context, indent=2, sort_keys=True)
     system = [ChatMessage("system", agent.system_prompt)] if agent.system_prompt else []
+    project = task.context.get("project_id") if isinstance(task.context, dict) else None
+    recalled = memory.recall(agent, task.description, project_id=project)
+    if recalled:
+        system.append(ChatMessage("system", memory.recall_text(recalled)))
     return [*system, ChatMessage("user", text)]
 
 
@@ -56,6 +61,8 @@ class WorkerPool:
         self.busy = 0
         self.in_hand: dict[str, Task] = {}
         self._idle: list[asyncio.Future] = []  # one future per idle worker, oldest first
+        self._lost: set[str] = set()  # tasks whose lease another worker took mid-attempt
+        self._interrupted: list[Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
 
@@ -100,8 +107,10 @@ class WorkerPool:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await worker
         self._tasks = []
-        if self.in_hand:
-            await asyncio.to_thread(self._hand_back, list(self.in_hand.values()))
+        held = [*self.in_hand.values(), *self._interrupted]
+        self._interrupted = []
+        if held:
+            await asyncio.to_thread(self._hand_back, held)
 
     @staticmethod
     def _hand_back(held: list[Task]) -> None:
@@ -135,6 +144,9 @@ class WorkerPool:
             self.in_hand[task.id] = task
             try:
                 await self.execute(task)
+            except asyncio.CancelledError:
+                self._interrupted.append(task)  # the pool stops: stop() hands it back
+                raise
             except Exception:
                 log.exception("task attempt crashed", extra={"task_id": task.id})
             finally:
@@ -161,10 +173,13 @@ class WorkerPool:
         except LeaseLost:
             log.warning("lease lost; attempt discarded", extra={"task_id": task.id})
         except asyncio.CancelledError:
-            if not attempt.cancelled():
+            # Only the renewer's cancel (lease lost) ends here; the pool stopping must reach
+            # the worker's loop, or stop() would wait for a worker that never ends.
+            if task.id not in self._lost:
                 raise
             log.warning("lease lost; attempt discarded", extra={"task_id": task.id})
         finally:
+            self._lost.discard(task.id)
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
@@ -180,6 +195,7 @@ class WorkerPool:
                 continue
             if not ours:
                 self.in_hand.pop(task.id, None)
+                self._lost.add(task.id)
                 attempt.cancel()
                 return
             if cancel:
@@ -203,7 +219,8 @@ class WorkerPool:
         if task.loop_state:
             loop_state = LoopState.from_json(task.loop_state)
         else:
-            loop_state = LoopState.start(task_messages(agent, task))
+            messages = await asyncio.to_thread(task_messages, agent, task)
+            loop_state = LoopState.start(messages)
 
         async def cancel_asked() -> bool:
             return await asyncio.to_thread(tasks.cancel_requested, task)

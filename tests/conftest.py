@@ -6,8 +6,11 @@ Tests that take ``settings`` (directly or through ``app``/``client``) run once p
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import os
+import shutil
+import tempfile
 import uuid
 import warnings
 
@@ -18,14 +21,54 @@ with warnings.catch_warnings():  # starlette warns that it prefers httpx2 to htt
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
+from connexion.spec import Specification
+
 from db import base as db_base
 from hub.app import create_app
 from hub.services import keys
 from hub.settings import Settings
-from tests.pgserver import PgServer, find_pg_bindir
+from tests.pgserver import PgServer, find_pg_bindir, ram_tmpdir, remove_stale_clusters
 
 BACKENDS = ("sqlite", "postgresql")
 PG_TEMPLATE = "aether_template"
+RAM_DIR = ram_tmpdir()
+
+
+def pytest_configure(config):
+    """In CI the PostgreSQL tests must run: fail at once when the binaries are missing (here,
+    so that pytest-xdist's controller, which collects nothing, fails too).
+
+    The run's temp files (tmp_path, SQLite databases) go to RAM when the machine has a tmpfs,
+    unless a temp dir was chosen (TMPDIR or --basetemp): on a virtual disk every SQLite commit
+    and file operation is several times slower. Under pytest-xdist the controller picks the
+    base temp dir and hands each worker a folder of it.
+    """
+    if os.environ.get("CI") and find_pg_bindir() is None:
+        raise pytest.UsageError("CI needs PostgreSQL binaries (tools/ensure_postgres.sh)")
+    if RAM_DIR and not os.environ.get("TMPDIR") and not config.option.basetemp:
+        tempfile.tempdir = RAM_DIR
+
+
+# Connexion parses and resolves the whole contract for every app (~40 ms); tests build one
+# app each. The parsed specification is read-only to Connexion (every middleware of an app
+# already shares one), so the tests share it between apps built from an identical document.
+_load_specification = Specification.load.__func__
+_specifications: list[tuple[type, dict, Specification]] = []
+
+
+def _load_specification_once(cls, spec, *, arguments=None):
+    if not isinstance(spec, dict) or arguments:
+        return _load_specification(cls, spec, arguments=arguments)
+    for owner, raw, built in _specifications:
+        if owner is cls and raw == spec:
+            return built
+    raw = copy.deepcopy(spec)
+    built = _load_specification(cls, spec)
+    _specifications.append((cls, raw, built))
+    return built
+
+
+Specification.load = classmethod(_load_specification_once)
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +79,9 @@ def pg_server():
             "PostgreSQL binaries not found: run tools/ensure_postgres.sh (make test does) "
             "or set AETHER_PG_BINDIR"
         )
-    server = PgServer()
+    if RAM_DIR:
+        remove_stale_clusters(RAM_DIR)
+    server = PgServer(base_dir=RAM_DIR)  # one per pytest-xdist worker: it is per process
     server.start()
     yield server
     server.stop()
@@ -51,6 +96,7 @@ def pg_admin(pg_server):
     db_base.migrate(db_base.open_database(pg_server.url_for(PG_TEMPLATE)))
     _close_database()
     yield connection
+    _retire_database(connection, None)
     connection.close()
 
 
@@ -67,10 +113,31 @@ def database_url(backend, tmp_path, request):
     server = request.getfixturevalue("pg_server")
     admin = request.getfixturevalue("pg_admin")
     name = "t_" + uuid.uuid4().hex[:16]
-    admin.execute(f"CREATE DATABASE {name} TEMPLATE {PG_TEMPLATE}")
+    # FILE_COPY (PostgreSQL < 15 knows no other way) copies the template's files; the default
+    # since 15, WAL_LOG, writes the whole template through the WAL, several times slower.
+    strategy = " STRATEGY = FILE_COPY" if admin.info.server_version >= 150000 else ""
+    admin.execute(f"CREATE DATABASE {name} TEMPLATE {PG_TEMPLATE}{strategy}")
     yield server.url_for(name)
     _close_database()
-    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    _retire_database(admin, name)
+
+
+_retired: list[str] = []
+
+
+def _retire_database(admin, name: str | None) -> None:
+    """Drop the databases retired before, then retire ``name``.
+
+    Threads of a test's app can leave connections open; DROP DATABASE ... WITH (FORCE) ends
+    them but waits for them in steps of 100 ms. So a retired database's connections are told
+    to end at once, and the database is dropped after the next test, when they are gone.
+    """
+    while _retired:
+        admin.execute(f"DROP DATABASE IF EXISTS {_retired.pop()} WITH (FORCE)")
+    if name is not None:
+        sql = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+        admin.execute(sql, (name,))
+        _retired.append(name)
 
 
 def _close_database() -> None:
@@ -78,8 +145,25 @@ def _close_database() -> None:
         db_base.database.close()
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    """A migrated SQLite database file, copied for each test as PostgreSQL's template is."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "hub.db"
+    db = db_base.open_database(f"sqlite:///{path}")
+    db_base.migrate(db)
+    db.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    return path
+
+
 @pytest.fixture
-def settings(database_url, tmp_path) -> Settings:
+def settings(database_url, tmp_path, request) -> Settings:
+    """Settings on a fresh, empty, migrated database (``database_url`` itself is a path where
+    no SQLite database exists yet)."""
+    if database_url.startswith("sqlite:///"):
+        shutil.copyfile(
+            request.getfixturevalue("sqlite_template"), database_url.removeprefix("sqlite:///")
+        )
     return Settings(
         data_dir=str(tmp_path / "data"),
         database_url=database_url,
@@ -137,9 +221,3 @@ def clock():
     db_base.set_clock(fake)
     yield fake
     db_base.set_clock(None)
-
-
-def pytest_collection_modifyitems(config, items):
-    """In CI the PostgreSQL tests must run: fail early when the binaries are missing."""
-    if os.environ.get("CI") and find_pg_bindir() is None:
-        raise pytest.UsageError("CI needs PostgreSQL binaries (tools/ensure_postgres.sh)")

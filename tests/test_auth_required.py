@@ -22,6 +22,7 @@ SAMPLE = {
     "approval_id": "apr_x",
     "notification_id": "ntf_x",
     "dead_letter_id": "dlq_x",
+    "key": "some-memory",
 }
 
 

@@ -1,9 +1,10 @@
 """Measure the hub's per-request overhead against a bare Starlette + Peewee app, what it adds
-to a token stream, how many concurrent streams it holds, and the task queue's throughput.
+to a token stream, how many concurrent streams it holds, the task queue's throughput and
+memory search latency.
 
-Four measurements, run in this order (``--only NAME``, repeatable, picks some): ``requests``,
-``streaming``, ``concurrency`` and ``tasks``. Each starts its own servers on its own temporary
-data folder and stops them before the next one starts.
+Five measurements, run in this order (``--only NAME``, repeatable, picks some): ``requests``,
+``streaming``, ``concurrency``, ``tasks`` and ``memory``. Each starts its own servers on its own
+temporary data folder and stops them before the next one starts.
 
 What ``requests`` measures
     Two routes, each on two servers, side by side in one run:
@@ -108,16 +109,26 @@ What ``tasks`` measures
     ``--task-clients``, ``--claim-depths``, ``--claims``). PostgreSQL figures need the server
     binaries (``tools/ensure_postgres.sh``); without them they are skipped.
 
+What ``memory`` measures
+    Keyword search (``POST /api/v1/memories/search``) p50/p99 over 10,000 and 100,000
+    synthetic memories (``--memory-sizes``) on SQLite and PostgreSQL, one query at a time over
+    HTTP, next to the same call in process and the same SQL on a raw driver connection, with
+    the hub/raw ratios and the issue #5 goal (p99 < 15 ms at 100,000 on SQLite);
+    ``tools/bench_memory.py`` says how (``--memory-backends``, ``--memory-queries``,
+    ``--memory-budget``). PostgreSQL figures need its binaries, as for ``tasks``.
+
 Usage: ``python tools/bench.py [--only requests|streaming|concurrency|tasks ...] [--seconds 4]
 [--warmup 1] [--concurrency 32] [--rounds 1] [--client auto|wrk|python] [--tokens 50]
 [--interval-ms 20] [--runs 20] [--streams 10,25,50,100,250,500,1000] [--max-streams 1000]
 [--conc-tokens 30] [--conc-interval-ms 100] [--lateness-ms 100] [--slack 10] [--keep-going]
 [--task-count 1000] [--task-workers 2,8] [--task-clients 16] [--claim-depths 100,2000]
-[--claims 500] [--json]``. Progress goes to stderr; the tables (markdown, or JSON) to stdout.
-The default run takes about two and a half minutes, plus about three for ``tasks``.
+[--claims 500] [--memory-sizes 10000,100000] [--memory-backends sqlite,postgresql]
+[--memory-queries 200] [--memory-budget 40] [--json]``. Progress goes to stderr; the tables
+(markdown, or JSON) to stdout. The default run takes about two and a half minutes, plus about
+three for ``tasks`` and four for ``memory``.
 Exits non-zero when either server of ``requests`` answers anything but 200, a streaming
 measurement cannot run (a server fails, a stream breaks), or a task is lost, fails or is
-refused.
+refused, or a memory search answers anything but 200 or other hits than the raw SQL.
 """
 
 from __future__ import annotations
@@ -156,7 +167,7 @@ ROUTE_LABELS: dict[str, str] = {
     "agent": "GET /api/v1/agents/{id}",
 }
 TARGETS = ("hub", "bare")
-MEASUREMENTS = ("requests", "streaming", "concurrency", "tasks")
+MEASUREMENTS = ("requests", "streaming", "concurrency", "tasks", "memory")
 UVICORN_FLAGS = (
     "--factory",
     "--host",
@@ -1631,8 +1642,8 @@ def positive_list(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Benchmark the hub against a bare Starlette + Peewee app, its streaming "
-        "overhead against a fake upstream, how many concurrent streams it holds, and the task "
-        "queue's throughput and claim latency."
+        "overhead against a fake upstream, how many concurrent streams it holds, the task "
+        "queue's throughput and claim latency, and memory keyword-search latency."
     )
     parser.add_argument(
         "--only",
@@ -1695,12 +1706,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     # bench_tasks imports this module as `bench`: let it find this very module (one BenchError).
     sys.modules.setdefault("bench", sys.modules[__name__])
+    import bench_memory
     import bench_tasks
 
     bench_tasks.add_arguments(parser)
+    bench_memory.add_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args(argv)
     bench_tasks.check_arguments(parser, args)
+    bench_memory.check_arguments(parser, args)
     if min(args.seconds, args.concurrency, args.rounds) < 1 or args.warmup < 0:
         parser.error("--seconds, --concurrency and --rounds must be >= 1, --warmup >= 0")
     if min(args.tokens, args.runs, args.conc_tokens, args.max_streams) < 2:
@@ -1730,10 +1744,14 @@ def main(argv: list[str] | None = None) -> int:
                     elif name == "concurrency":
                         output["concurrency"] = measure_concurrency(args)
                         tables.append(render_concurrency(output["concurrency"], about))
-                    else:
+                    elif name == "tasks":
                         output["tasks"] = bench_tasks.measure_tasks(args)
                         tables.append(bench_tasks.render_tasks(output["tasks"]))
                         failed_any |= bench_tasks.failed(output["tasks"])
+                    else:
+                        output["memory"] = bench_memory.measure_memory(args)
+                        tables.append(bench_memory.render_memory(output["memory"]))
+                        failed_any |= bench_memory.failed(output["memory"])
                 except BenchError as exc:
                     log(f"bench failed ({name}): {exc}")
                     failed_any = True

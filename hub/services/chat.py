@@ -36,6 +36,7 @@ from hub.providers import (
     GuardedProvider,
     count_tokens,
 )
+from hub.services import memory
 from hub.services.etags import check_if_match
 
 log = logging.getLogger("aether.chat")
@@ -137,6 +138,15 @@ def plan_turn(
         else:
             user = Message.get_by_id(user_message_id)
         context = _context(agent, sessions.history(session.id, before=user.id), user.content)
+        recalled = memory.recall(
+            agent,
+            user.content,
+            session_id=session.id,
+            project_id=(session.metadata or {}).get("project_id"),
+        )
+        if recalled:
+            at = 1 if agent.system_prompt else 0
+            context.insert(at, ChatMessage(role="system", content=memory.recall_text(recalled)))
         turn_id = new_id("trn")
         assistant = Message.create(
             id=new_id("msg"),
@@ -158,6 +168,7 @@ def plan_turn(
             model=model,
             status="running",
             context=[{"role": m.role, "content": m.content or ""} for m in context],
+            memories=[m.key for m in recalled],
             created_at=now,
         )
         session.message_count += 1

@@ -12,7 +12,14 @@ from db.tools import Tool
 from tests.assertions import assert_problem, error_fields
 
 TOOLS = "/api/v1/tools"
-BUILTINS = ["create_task", "current_time", "http_request", "notify"]
+BUILTINS = [
+    "create_task",
+    "current_time",
+    "http_request",
+    "memory_search",
+    "memory_store",
+    "notify",
+]
 
 
 @pytest.fixture

@@ -55,6 +55,7 @@ def test_get_answers_the_whole_turn(client, clock):
         ],
         "error": None,
         "approval_id": None,
+        "memories_used": [],
         "steps": [
             {
                 "index": 1,

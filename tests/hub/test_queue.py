@@ -312,3 +312,25 @@ def test_stopping_the_pool_hands_held_tasks_back(client):
     body = get(client, task["id"])
     assert body["status"] == "pending" and body["attempts"] == 0
     assert state.runtime() is not None
+
+
+def test_stopping_the_pool_mid_attempt_ends_every_worker(client):
+    """A worker cancelled while it runs an attempt must end (not swallow the cancel and go
+    on claiming), and the task goes back to the queue."""
+    agent = make_agent(client, model="builtin/scripted")["id"]
+    task = make_task(client, agent_id=agent, description="/sleep 5000\n/reply late")
+
+    async def scenario() -> None:
+        pool = WorkerPool(1)
+        await pool.start()
+        for _ in range(200):
+            if pool.in_hand:
+                break
+            await asyncio.sleep(0.02)
+        assert pool.in_hand, "the worker never claimed the task"
+        await asyncio.wait_for(pool.stop(), 10)
+
+    asyncio.run(scenario())
+
+    body = get(client, task["id"])
+    assert body["status"] == "pending" and body["attempts"] == 0

@@ -1,0 +1,87 @@
+"""Memories: scoped store, ranked search, expiry, links and graph."""
+
+from __future__ import annotations
+
+from db import memories
+from db.base import utcnow
+from db.memories import Memory, MemoryLink
+from db.pagination import page
+from generated.models import MemoryCreate, MemoryLinkCreate, MemoryPut, MemorySearch
+from hub import context
+from hub.services import memory
+
+
+def _dump(model, body) -> dict:
+    return model.model_validate(body).model_dump(mode="json", exclude_unset=True)
+
+
+def list_memories(
+    limit=50, cursor=None, scope=None, agent_id=None, project_id=None, session_id=None, tag=None
+):
+    """List memories, newest first (expired ones never show)."""
+    query = memories.memories(
+        utcnow(),
+        scope=scope,
+        agent_id=agent_id,
+        project_id=project_id,
+        session_id=session_id,
+        tags=[tag] if tag else None,
+    )
+    rows, next_cursor = page(query, Memory.seq, limit=limit, cursor=cursor, descending=True)
+    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+
+
+def create_memory(body):
+    """Store a memory under a key of the client's choosing."""
+    created = memory.create(_dump(MemoryCreate, body))
+    headers = {"Location": f"/api/v1/memories/{created.key}", "ETag": created.etag}
+    return created.to_api(), 201, headers
+
+
+def search_memories(body):
+    """Ranked search over the memories, best first, with highlighted snippets."""
+    return memory.search(_dump(MemorySearch, body)), 200
+
+
+def get_memory_stats():
+    """Counts by scope, searches served and recall latency."""
+    return memory.stats(), 200
+
+
+def get_memory_graph(scope=None, agent_id=None, limit=500):
+    """Memories as nodes and their links as weighted edges."""
+    return memory.graph(scope, agent_id, limit), 200
+
+
+def get_memory(key):
+    """One memory."""
+    found = memory.get(key)
+    return found.to_api(), 200, {"ETag": found.etag}
+
+
+def update_memory(key, body):
+    """Replace a memory's content, tags, owners or expiry."""
+    updated = memory.update(key, _dump(MemoryPut, body), if_match=context.header("If-Match"))
+    return updated.to_api(), 200, {"ETag": updated.etag}
+
+
+def delete_memory(key):
+    """Delete a memory and its links."""
+    memory.delete(key)
+    return None, 204
+
+
+def list_memory_links(key):
+    """A memory's links, both directions."""
+    memory.get(key)
+    rows = memories.links(key).order_by(MemoryLink.id)
+    return {"items": [row.to_api() for row in rows], "next_cursor": None}, 200
+
+
+def link_memory(key, body):
+    """Relate this memory to another."""
+    fields = _dump(MemoryLinkCreate, body)
+    created = memory.link(
+        key, fields["target"], fields.get("relation", "related"), fields.get("weight", 1.0)
+    )
+    return created.to_api(), 201

@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## serve the hub on SQLite at 127.0.0.1:8080 with the built-in model
 	$(VENV)/bin/aether serve
 
-test: $(STAMP)  ## every test, SQLite and a throwaway PostgreSQL
+test: $(STAMP)  ## every test, SQLite and a throwaway PostgreSQL, one pytest worker per core
 	tools/ensure_postgres.sh
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist worksteal
 
 check: $(STAMP)  ## lint, format, codegen drift, contract rules
 	$(VENV)/bin/ruff check .

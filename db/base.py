@@ -153,12 +153,80 @@ def is_postgres() -> bool:
     return isinstance(database.obj, peewee.PostgresqlDatabase)
 
 
-def write_transaction():
+class _Hooks(threading.local):
+    def __init__(self) -> None:
+        self.before: list[Callable[[], None]] = []
+        self.after: list[Callable[[], None]] = []
+        # Our own nesting count: Peewee's transaction_depth() does not count savepoints, so
+        # it cannot tell the outermost write_transaction from a nested one.
+        self.depth = 0
+
+
+_hooks = _Hooks()
+_finalizers: list[Callable[[], None]] = []
+
+
+def add_finalizer(finalizer: Callable[[], None]) -> None:
+    """Run ``finalizer`` in every outermost write transaction, after its ``before_commit``
+    hooks (the event log writes its batch there)."""
+    if finalizer not in _finalizers:
+        _finalizers.append(finalizer)
+
+
+def before_commit(hook: Callable[[], None]) -> None:
+    """Run ``hook`` inside the current write transaction, just before it commits (never when
+    it rolls back). Hooks registered in a savepoint that rolls back are dropped with it."""
+    _hooks.before.append(hook)
+
+
+def after_commit(hook: Callable[[], None]) -> None:
+    """Run ``hook`` once the current write transaction has committed."""
+    _hooks.after.append(hook)
+
+
+class write_transaction:
     """A transaction that takes the write lock up front on SQLite (no 'database is locked'
-    surprises when it reads first); a plain transaction on PostgreSQL."""
-    if is_postgres():
-        return database.atomic()
-    return database.atomic("IMMEDIATE")
+    surprises when it reads first); a plain transaction on PostgreSQL. Nested, it is a
+    savepoint. The outermost one runs the ``before_commit`` hooks (the event log's writes)
+    inside the transaction and the ``after_commit`` hooks after it."""
+
+    __slots__ = ("_atomic", "_marks")
+
+    def __enter__(self):
+        self._atomic = database.atomic() if is_postgres() else database.atomic("IMMEDIATE")
+        self._marks = (len(_hooks.before), len(_hooks.after))
+        entered = self._atomic.__enter__()
+        _hooks.depth += 1
+        return entered
+
+    def __exit__(self, exc_type, exc, tb):
+        outermost = _hooks.depth == 1
+        _hooks.depth -= 1
+        if exc_type is None and outermost:
+            try:
+                while _hooks.before:  # a hook may register more (an event's consequences)
+                    _hooks.before.pop(0)()
+                for finalizer in _finalizers:
+                    finalizer()
+            except BaseException as failure:
+                del _hooks.after[self._marks[1] :]
+                self._atomic.__exit__(type(failure), failure, failure.__traceback__)
+                raise
+        if exc_type is not None:
+            del _hooks.before[self._marks[0] :]
+            del _hooks.after[self._marks[1] :]
+        try:
+            result = self._atomic.__exit__(exc_type, exc, tb)
+        except BaseException:
+            if outermost:
+                _hooks.before.clear()
+                _hooks.after.clear()
+            raise
+        if exc_type is None and outermost:
+            after, _hooks.after[:] = list(_hooks.after), []
+            for hook in after:
+                hook()
+        return result
 
 
 def migrate(db: peewee.Database | None = None) -> list[str]:

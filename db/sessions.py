@@ -80,6 +80,7 @@ class Turn(BaseModel):
     approval_id = peewee.CharField(max_length=40, null=True)
     loop_state = JSONField(null=True)
     memories = JSONField(null=True)
+    trace_id = peewee.CharField(max_length=64, null=True, index=True)
     created_at = peewee.DateTimeField()
     completed_at = peewee.DateTimeField(null=True)
     feedback_grade = peewee.SmallIntegerField(null=True)
@@ -110,6 +111,7 @@ class Turn(BaseModel):
             "approval_id": self.approval_id,
             "memories_used": self.memories or [],
             "steps": [step.to_api() for step in steps_of(self.id)],
+            "trace_id": self.trace_id,
             "created_at": iso(self.created_at),
             "completed_at": iso(self.completed_at),
         }

@@ -33,7 +33,7 @@ class Task(BaseModel):
     loop_state = JSONField(null=True)
     result = peewee.TextField(null=True)
     error = JSONField(null=True)
-    trace_id = peewee.CharField(max_length=64)
+    trace_id = peewee.CharField(max_length=64, index=True)
     created_by = peewee.CharField(max_length=64, null=True)
     created_at = peewee.DateTimeField()
     updated_at = peewee.DateTimeField()

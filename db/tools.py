@@ -32,6 +32,7 @@ class ToolExecution(BaseModel):
     task_id = peewee.CharField(max_length=40, null=True, index=True)
     turn_id = peewee.CharField(max_length=40, null=True, index=True)
     approval_id = peewee.CharField(max_length=40, null=True)
+    trace_id = peewee.CharField(max_length=64, null=True, index=True)
     created_at = peewee.DateTimeField()
 
     def to_api(self) -> dict:
@@ -47,6 +48,7 @@ class ToolExecution(BaseModel):
             "task_id": self.task_id,
             "turn_id": self.turn_id,
             "approval_id": self.approval_id,
+            "trace_id": self.trace_id,
             "created_at": iso(self.created_at),
         }
 

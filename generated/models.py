@@ -1301,6 +1301,7 @@ class ToolExecution(BaseModel):
         extra='forbid',
     )
     id: str
+    trace_id: str | None = Field(...)
     tool: str
     arguments: JsonObject
     status: ToolExecutionStatus
@@ -1691,11 +1692,571 @@ class MemoryGraph(BaseModel):
     edges: list[Edge]
 
 
+class TraceIdValue(RootModel[str]):
+    root: str = Field(
+        ...,
+        description='A trace id (tasks and turns carry the trace of what caused them).',
+        max_length=64,
+        min_length=1,
+        pattern='^[A-Za-z0-9_.:-]+$',
+    )
+
+
+class EventType(RootModel[str]):
+    root: str = Field(
+        ...,
+        description='A dotted, lower-case type such as `task.completed`.',
+        max_length=120,
+        min_length=3,
+        pattern='^[a-z0-9_]+(\\.[a-z0-9_]+)+$',
+    )
+
+
+class EventCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    type: EventType
+    source: str | None = Field(
+        None,
+        description='Who says so (default `api`).',
+        max_length=120,
+        min_length=1,
+        pattern='^[A-Za-z0-9_.:/-]+$',
+    )
+    subject: str | None = Field(
+        None,
+        description='What it is about (an id, a URL …).',
+        max_length=200,
+        min_length=1,
+        pattern='^[^\\u0000-\\u001f]+$',
+    )
+    trace_id: TraceIdValue | None = None
+    payload: dict[str, Any] | None = Field(
+        None, description="The event's data (default `{}`)."
+    )
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: int = Field(..., description='Monotonic: later events have greater ids.')
+    type: str
+    source: str
+    subject: str | None = Field(...)
+    trace_id: str
+    payload: JsonObject
+    raw: str | None = Field(
+        ..., description='The raw body of the webhook delivery the event came from.'
+    )
+    time: AwareDatetime
+
+
+class EventList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Event]
+    next_cursor: NextCursor | None
+
+
+class EventTypeCount(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    type: str
+    count: int
+    last_at: AwareDatetime
+
+
+class EventTypeList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[EventTypeCount]
+
+
+class TypeGlob(RootModel[str]):
+    root: str = Field(
+        ..., max_length=200, min_length=1, pattern='^[A-Za-z0-9_.*?\\[\\]!-]+$'
+    )
+
+
+class TypeGlobs(RootModel[list[TypeGlob]]):
+    """
+    Event type globs (`task.*`, `*`).
+    """
+
+    root: list[TypeGlob] = Field(
+        ...,
+        description='Event type globs (`task.*`, `*`).',
+        max_length=50,
+        min_length=1,
+    )
+
+
+class SubscriptionCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    url: str = Field(
+        ...,
+        description='Where deliveries are POSTed (http or https).',
+        max_length=2000,
+        min_length=1,
+        pattern='^https?://[^\\s]+$',
+    )
+    types: TypeGlobs
+    secret: str = Field(
+        ...,
+        description='Signs every delivery (write-only; at least 16 characters).',
+        max_length=200,
+        min_length=16,
+        pattern='^[ -~]+$',
+    )
+    description: str | None = Field(None, max_length=500, pattern='^[^\\u0000]*$')
+    active: bool = True
+
+
+class Subscription(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    url: str
+    types: list[str]
+    description: str
+    active: bool
+    has_secret: bool
+    delivered: int = Field(..., description='Deliveries that succeeded.')
+    failed: int = Field(..., description='Deliveries that ran out of attempts.')
+    pending: int = Field(
+        ..., description='Deliveries waiting for their (next) attempt.'
+    )
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class SubscriptionList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Subscription]
+    next_cursor: NextCursor | None
+
+
+class DeliveryStatus(StrEnum):
+    pending = 'pending'
+    delivered = 'delivered'
+    failed = 'failed'
+
+
+class Delivery(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    subscription_id: str
+    event_id: int
+    event_type: str
+    status: DeliveryStatus
+    attempts: int
+    last_status_code: int | None = Field(...)
+    last_error: str | None = Field(...)
+    next_attempt_at: AwareDatetime | None = Field(...)
+    delivered_at: AwareDatetime | None = Field(...)
+    created_at: AwareDatetime
+
+
+class DeliveryList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Delivery]
+    next_cursor: NextCursor | None
+
+
+class ProjectSource(StrEnum):
+    github = 'github'
+    gitlab = 'gitlab'
+    jira = 'jira'
+    generic = 'generic'
+
+
+class ProjectCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: Name
+    description: str | None = Field(None, max_length=2000, pattern='^[^\\u0000]*$')
+    source: ProjectSource
+    source_project_id: str | None = Field(
+        None,
+        description="The project's id at its source (`owner/repo`, a GitLab project id …).",
+        max_length=200,
+        min_length=1,
+        pattern='^[^\\u0000-\\u001f]+$',
+    )
+
+
+class Project(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    name: str
+    description: str
+    source: ProjectSource
+    source_project_id: str | None = Field(...)
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class ProjectList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Project]
+    next_cursor: NextCursor | None
+
+
+class IntegrationKind(StrEnum):
+    github = 'github'
+    gitlab = 'gitlab'
+    generic = 'generic'
+
+
+class Credentials(RootModel[str]):
+    root: str = Field(..., max_length=4000)
+
+
+class IntegrationCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    kind: IntegrationKind
+    slug: Slug
+    name: Name | None = None
+    project_id: str | None = Field(
+        None,
+        description='The project the integration belongs to.',
+        max_length=64,
+        min_length=1,
+        pattern='^[A-Za-z0-9_]+$',
+    )
+    credentials: dict[str, Credentials] | None = Field(
+        None,
+        description='Tokens for calling the source (write-only, encrypted at rest).',
+        max_length=20,
+    )
+    webhook_secret: str | None = Field(
+        None,
+        description='Checks inbound webhooks (write-only, encrypted at rest).',
+        max_length=200,
+        min_length=8,
+        pattern='^[ -~]+$',
+    )
+    active: bool = True
+
+
+class Integration(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    kind: IntegrationKind
+    slug: str
+    name: str
+    project_id: str | None = Field(...)
+    active: bool
+    has_credentials: bool
+    credential_names: list[str] = Field(
+        ...,
+        description='The names of the stored credentials (their values are never returned).',
+    )
+    has_webhook_secret: bool
+    webhook_path: str = Field(
+        ..., description='Where the source POSTs: `/api/v1/webhooks/{slug}`.'
+    )
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class IntegrationList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Integration]
+    next_cursor: NextCursor | None
+
+
+class WebhookPayload(BaseModel):
+    """
+    The source's JSON payload, whatever its shape.
+    """
+
+    model_config = ConfigDict(
+        extra='allow',
+    )
+
+
+class WebhookReceipt(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    duplicate: bool = Field(
+        ..., description='This delivery was seen before; nothing was done.'
+    )
+    delivery_id: str
+    event_id: int = Field(..., description='The `webhook.received` event.')
+    type: str | None = Field(
+        ...,
+        description='The canonical type the delivery mapped to (null when no mapping matched).',
+    )
+
+
+class EventMappingCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    source: IntegrationKind
+    event: str = Field(
+        ...,
+        description="The source's event name (`issues`, `Merge Request Hook` …).",
+        max_length=100,
+        min_length=1,
+        pattern='^[A-Za-z0-9_ .:-]+$',
+    )
+    action: str | None = Field(
+        None,
+        description="The payload's action (GitHub `action`, GitLab `object_attributes.action`).",
+        max_length=100,
+        min_length=1,
+        pattern='^[A-Za-z0-9_ .:-]+$',
+    )
+    filter: str | None = Field(
+        None,
+        description='A jq program; it matches when its output is true.',
+        max_length=2000,
+        min_length=1,
+        pattern='^[^\\u0000]+$',
+    )
+    type: EventType
+
+
+class EventMapping(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    source: IntegrationKind
+    event: str
+    action: str | None = Field(...)
+    filter: str | None = Field(...)
+    type: str
+    created_at: AwareDatetime
+
+
+class EventMappingList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[EventMapping]
+    next_cursor: NextCursor | None
+
+
+class ActionKind(RootModel[Literal['create_task']]):
+    root: Literal['create_task']
+
+
+class Action(BaseModel):
+    """
+    What a trigger or schedule does. `create_task`: a task for `agent_id` or an agent with
+    `capability`; `description` is a Jinja template (sandboxed) over `event` (triggers) or
+    `schedule` and `now` (schedules).
+
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    kind: ActionKind
+    agent_id: Slug | None = None
+    capability: Slug | None = None
+    description: str = Field(
+        ..., max_length=20000, min_length=1, pattern='^[^\\u0000]*$'
+    )
+    priority: TaskPriority | None = None
+
+
+class ActionError(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    message: str
+    at: AwareDatetime
+    event_id: int | None = None
+
+
+class TriggerCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: Name
+    event_type: str = Field(
+        ...,
+        description='A glob over event types (`issue.*`).',
+        max_length=200,
+        min_length=1,
+        pattern='^[A-Za-z0-9_.*?\\[\\]!-]+$',
+    )
+    filter: str | None = Field(
+        None,
+        description='A jq program; it matches when its output is true.',
+        max_length=2000,
+        min_length=1,
+        pattern='^[^\\u0000]+$',
+    )
+    action: Action
+    enabled: bool = True
+
+
+class Trigger(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    name: str
+    event_type: str
+    filter: str | None = Field(...)
+    action: Action
+    enabled: bool
+    fired_count: int
+    error_count: int
+    last_fired_at: AwareDatetime | None = Field(...)
+    last_error: ActionError | None
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class TriggerList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Trigger]
+    next_cursor: NextCursor | None
+
+
+class CronExpression(RootModel[str]):
+    root: str = Field(
+        ...,
+        description='Five cron fields (`*/5 * * * *`).',
+        max_length=120,
+        min_length=9,
+        pattern='^[0-9A-Za-z*/,?#L-]+( +[0-9A-Za-z*/,?#L-]+){4}$',
+    )
+
+
+class TimeZone(RootModel[str]):
+    root: str = Field(
+        ...,
+        description='An IANA time zone (default `UTC`).',
+        max_length=64,
+        min_length=1,
+        pattern='^[A-Za-z0-9_+/-]+$',
+    )
+
+
+class ScheduleCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: Name
+    cron: CronExpression
+    timezone: TimeZone | None = None
+    enabled: bool = True
+    action: Action
+
+
+class SchedulePatch(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: Name | None = None
+    cron: CronExpression | None = None
+    timezone: TimeZone | None = None
+    enabled: bool | None = None
+    action: Action | None = None
+
+
+class Schedule(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    name: str
+    cron: str
+    timezone: str
+    enabled: bool
+    action: Action
+    next_run_at: AwareDatetime | None = Field(
+        ..., description='The next tick (null while disabled).'
+    )
+    last_run_at: AwareDatetime | None = Field(...)
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class ScheduleList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Schedule]
+    next_cursor: NextCursor | None
+
+
+class Trigger1(StrEnum):
+    cron = 'cron'
+    manual = 'manual'
+
+
+class Status6(StrEnum):
+    succeeded = 'succeeded'
+    failed = 'failed'
+
+
+class ScheduleRun(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    schedule_id: str
+    trigger: Trigger1
+    scheduled_for: AwareDatetime | None = Field(
+        ..., description='The tick this run is for (null for a manual run).'
+    )
+    started_at: AwareDatetime
+    finished_at: AwareDatetime | None = Field(...)
+    status: Status6
+    task_id: str | None = Field(..., description='The task the run created.')
+    error: str | None = Field(...)
+
+
+class ScheduleRunList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[ScheduleRun]
+    next_cursor: NextCursor | None
+
+
 class Turn(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
     )
     id: str
+    trace_id: str | None = Field(..., description='The trace this turn belongs to.')
     session_id: str
     agent_id: str
     agent_config_version: int
@@ -1742,3 +2303,14 @@ class Reply(BaseModel):
     )
     message: Message
     turn: Turn
+
+
+class Trace(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    trace_id: str
+    events: list[Event]
+    tasks: list[Task]
+    turns: list[Turn]
+    tool_executions: list[ToolExecution]

@@ -130,16 +130,23 @@ class Owner:
     agent_id: str
     max_steps: int
     session_id: str | None = None
+    trace_id: str | None = None
 
     @property
     def call(self) -> Call:
         if self.id.startswith("tsk_"):
-            return Call(caller=f"task:{self.id}", agent_id=self.agent_id, task_id=self.id)
+            return Call(
+                caller=f"task:{self.id}",
+                agent_id=self.agent_id,
+                task_id=self.id,
+                trace_id=self.trace_id,
+            )
         return Call(
             caller=f"turn:{self.id}",
             agent_id=self.agent_id,
             turn_id=self.id,
             session_id=self.session_id,
+            trace_id=self.trace_id,
         )
 
     @property

@@ -127,6 +127,7 @@ def build_runtime(settings: Settings) -> Runtime:
 
     runtime.on_beat.append(reload_providers)
     runtime.on_beat.append(memory.sweep)  # expired memories: invisible at once, deleted here
+    runtime.on_beat.append(runtime.sweep_events)  # event retention (age and count)
     return runtime
 
 

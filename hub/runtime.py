@@ -100,7 +100,9 @@ class Runtime:
         self.providers.register(BuiltinProvider())
         self.on_beat: list[Callable[[], None]] = []  # more work each heartbeat, in a thread
         self.workers = None  # the WorkerPool, while it runs
+        self.bus = None  # the event Bus, while it runs
         self._heartbeat: asyncio.Task | None = None
+        self._background: list[asyncio.Task] = []
 
     # --- settings ------------------------------------------------------------------------
 
@@ -173,9 +175,17 @@ class Runtime:
     async def start(self) -> None:
         """Start the heartbeat and the task workers (``register`` ran when the app was
         created)."""
+        from hub import deliveries, eventbus, scheduler
         from hub.worker import WorkerPool
 
         self._heartbeat = asyncio.create_task(self._beat_forever())
+        self.bus = eventbus.Bus(self.settings)
+        await self.bus.start()
+        self._background = [
+            asyncio.create_task(eventbus.process_forever(self.bus)),
+            asyncio.create_task(scheduler.run_forever(self)),
+            asyncio.create_task(deliveries.run_forever(self)),
+        ]
         if self.settings.workers > 0:
             self.workers = WorkerPool(self.settings.workers)
             await self.workers.start()
@@ -193,10 +203,24 @@ class Runtime:
             except peewee.PeeweeException:
                 log.warning("heartbeat failed", exc_info=True)
 
+    def sweep_events(self) -> None:
+        from hub import eventbus
+
+        eventbus.sweep(self.settings)
+
     async def stop(self) -> None:
         if self.workers is not None:
             await self.workers.stop()
             self.workers = None
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._background = []
+        if self.bus is not None:
+            await self.bus.stop()
+            self.bus = None
         await self.generations.shutdown()
         if self._heartbeat is not None:
             self._heartbeat.cancel()

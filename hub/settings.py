@@ -59,6 +59,15 @@ class Settings:
     approval_ttl_seconds: int = 86400
     outbound_allowlist: tuple[str, ...] = ()
     outbound_max_response_bytes: int = 1024 * 1024
+    event_retention_days: float = 30.0
+    event_retention_count: int = 1_000_000
+    event_stream_buffer: int = 1000
+    event_poll_seconds: float = 1.0
+    delivery_max_attempts: int = 6
+    delivery_backoff_seconds: float = 2.0
+    delivery_backoff_max_seconds: float = 600.0
+    delivery_timeout_seconds: float = 10.0
+    scheduler_poll_seconds: float = 1.0
 
     # Keys PATCH /api/v1/config may change while the hub runs.
     RUNTIME_TUNABLE = ("log_level", "rate_limit_per_minute", "metrics_public")

@@ -42,6 +42,7 @@ class Call:
     task_id: str | None = None
     turn_id: str | None = None
     session_id: str | None = None
+    trace_id: str | None = None  # of the task or turn calling: what it creates carries it
 
 
 Runner = Callable[[dict, Call], Awaitable[Any]]
@@ -166,6 +167,7 @@ async def _create_task(arguments: dict, call: Call) -> dict:
         tasks.create,
         {k: v for k, v in arguments.items() if k in CREATE_TASK_FIELDS},
         created_by=f"task:{call.task_id}" if call.task_id else f"turn:{call.turn_id}",
+        trace_id=call.trace_id,
     )
     return {"task_id": task.id, "status": task.status, "agent_id": task.agent_id}
 

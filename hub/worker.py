@@ -135,8 +135,11 @@ class WorkerPool:
             if task is None:
                 waiter = self._loop.create_future()
                 self._idle.append(waiter)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(waiter, self.settings.worker_poll_seconds)
+                # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancel that arrives
+                # in the same step as the wake-up, and the pool's stop() would then hang.
+                await asyncio.wait({waiter}, timeout=self.settings.worker_poll_seconds)
+                if not waiter.done():
+                    waiter.cancel()
                 if waiter in self._idle:
                     self._idle.remove(waiter)
                 continue
@@ -226,7 +229,7 @@ class WorkerPool:
             return await asyncio.to_thread(tasks.cancel_requested, task)
 
         loop = AgentLoop(
-            owner=Owner(task.id, task.attempts, agent.id, agent.max_steps),
+            owner=Owner(task.id, task.attempts, agent.id, agent.max_steps, trace_id=task.trace_id),
             provider=provider,
             model=model,
             tools=tools,

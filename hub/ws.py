@@ -5,8 +5,12 @@ Frames are JSON objects with a ``type``:
 - ``{"type": "chat", "session_id": "…", "content": "…"}`` starts a reply in a session; the
   answer is frames of the same types as the SSE stream (``start``, ``token``…, ``done`` or
   ``error``), each also carrying the ``session_id``;
-- ``{"type": "subscribe", "types": ["task.*"]}`` is acknowledged with ``subscribed``; event
-  delivery arrives with the event log;
+- ``{"type": "subscribe", "types": ["task.*"], "last_event_id": 42}`` is acknowledged with
+  ``subscribed``; then every new event whose type matches arrives as ``{"type": "event",
+  "event": {…}}`` (after the replay of those after ``last_event_id``, when given: the same
+  no-gap, no-duplicate rule as the SSE stream). A client too far behind gets ``{"type":
+  "overflow", "last_event_id": …}`` and its subscription ends; it subscribes again to resume.
+  A new ``subscribe`` replaces the previous one; ``{"type": "subscribe", "types": []}`` stops;
 - ``{"type": "ping"}`` is answered with ``pong``.
 
 A malformed frame gets an ``error`` frame, never a dropped connection. Authentication is an
@@ -15,6 +19,8 @@ API key in ``Authorization``/``X-API-Key`` or ``?token=``; chatting needs the op
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 
@@ -23,6 +29,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from db import base as db_base
 from hub import auth, metrics, state
+from hub.eventbus import Overflow
 from hub.problems import Problem
 from hub.services import chat
 
@@ -61,7 +68,7 @@ async def endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     runtime.websocket_clients += 1
     metrics.WS_CLIENTS.inc()
-    subscriptions: list[str] = []
+    forwarder: asyncio.Task | None = None
     try:
         while True:
             raw = await websocket.receive_text()
@@ -80,8 +87,22 @@ async def endpoint(websocket: WebSocket) -> None:
                         _error("malformed_frame", "`types` must be a list of type globs.")
                     )
                     continue
-                subscriptions = types
-                await websocket.send_json({"type": "subscribed", "types": subscriptions})
+                last_event_id = frame.get("last_event_id")
+                if last_event_id is not None and (
+                    not isinstance(last_event_id, int) or isinstance(last_event_id, bool)
+                ):
+                    await websocket.send_json(
+                        _error("malformed_frame", "`last_event_id` must be an integer.")
+                    )
+                    continue
+                if forwarder is not None:
+                    forwarder.cancel()
+                    forwarder = None
+                await websocket.send_json({"type": "subscribed", "types": types})
+                if types and runtime.bus is not None:
+                    forwarder = asyncio.create_task(
+                        _forward(websocket, runtime.bus, tuple(types), last_event_id)
+                    )
             elif kind == "chat":
                 await _chat(websocket, principal, frame)
             else:
@@ -91,8 +112,26 @@ async def endpoint(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        if forwarder is not None:
+            forwarder.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await forwarder
         runtime.websocket_clients -= 1
         metrics.WS_CLIENTS.dec()
+
+
+async def _forward(websocket: WebSocket, bus, types: tuple[str, ...], last_event_id) -> None:
+    """Send the subscribed events until the subscription is replaced or the client leaves."""
+    try:
+        async for item in bus.follow(types, last_event_id):
+            if item is None:
+                continue  # WebSocket pings keep the connection alive
+            if isinstance(item, Overflow):
+                await websocket.send_json({"type": "overflow", "last_event_id": item.last_event_id})
+                return
+            await websocket.send_json({"type": "event", "event": item})
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # the client left
 
 
 async def _chat(websocket: WebSocket, principal: auth.Principal, frame: dict) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id"}
 
 
@@ -24,3 +26,19 @@ def assert_problem(response, status: int, code: str | None = None) -> dict:
 def error_fields(response) -> set[str]:
     """The fields a validation problem names."""
     return {error["field"] for error in response.json().get("errors", [])}
+
+
+class Matches:
+    """Equal to any string matching ``pattern`` (for server-made values in whole bodies)."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = re.compile(pattern)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, str) and self.pattern.fullmatch(other) is not None
+
+    def __repr__(self) -> str:
+        return f"Matches({self.pattern.pattern!r})"
+
+
+TRACE_ID = Matches("[0-9a-f]{32}")

@@ -23,6 +23,15 @@ SAMPLE = {
     "notification_id": "ntf_x",
     "dead_letter_id": "dlq_x",
     "key": "some-memory",
+    "event_id": "1",
+    "trace_id": "trace_x",
+    "subscription_id": "sub_x",
+    "project_id": "prj_x",
+    "integration_id": "int_x",
+    "slug": "github-x",
+    "mapping_id": "map_x",
+    "trigger_id": "trg_x",
+    "schedule_id": "sch_x",
 }
 
 
@@ -56,11 +65,21 @@ def test_a_wrong_key_is_401_too(anon, policy):
 
 
 @pytest.mark.parametrize(
-    "policy", [p for p in POLICIES if p.role == "public"], ids=lambda p: p.operation_id
+    "policy",
+    [p for p in POLICIES if p.role == "public" and p.operation_id != "receive_webhook"],
+    ids=lambda p: p.operation_id,
 )
 def test_public_operation_answers_without_a_key(anon, policy):
     response = anon.request(policy.method, _url(policy.path))
     assert response.status_code == 200
+
+
+def test_inbound_webhooks_need_no_key_but_their_source_signature(anon):
+    """No API key layer in front of webhooks: an unknown slug is 404, not 401 (the
+    signature checks are in tests/handlers/test_webhooks.py)."""
+    response = anon.post(_url("/api/v1/webhooks/{slug}"), json={"zen": "hi"})
+    assert response.status_code == 404
+    assert response.json()["code"] != "unauthorized"
 
 
 def test_metrics_can_be_made_private(app, anon, keyring):
@@ -78,4 +97,5 @@ def test_the_outline_public_list_is_exactly_what_the_spec_makes_public():
         "/api/v1/status",
         "/metrics",
         "/.well-known/agent.json",
+        "/api/v1/webhooks/{slug}",
     }

@@ -1,10 +1,10 @@
 """Measure the hub's per-request overhead against a bare Starlette + Peewee app, what it adds
-to a token stream, how many concurrent streams it holds, the task queue's throughput and
-memory search latency.
+to a token stream, how many concurrent streams it holds, the task queue's throughput,
+memory search latency, and the event log's ingest rate and live fan-out latency.
 
-Five measurements, run in this order (``--only NAME``, repeatable, picks some): ``requests``,
-``streaming``, ``concurrency``, ``tasks`` and ``memory``. Each starts its own servers on its own
-temporary data folder and stops them before the next one starts.
+Six measurements, run in this order (``--only NAME``, repeatable, picks some): ``requests``,
+``streaming``, ``concurrency``, ``tasks``, ``memory`` and ``events``. Each starts its own servers
+on its own temporary data folder and stops them before the next one starts.
 
 What ``requests`` measures
     Two routes, each on two servers, side by side in one run:
@@ -117,18 +117,30 @@ What ``memory`` measures
     ``tools/bench_memory.py`` says how (``--memory-backends``, ``--memory-queries``,
     ``--memory-budget``). PostgreSQL figures need its binaries, as for ``tasks``.
 
-Usage: ``python tools/bench.py [--only requests|streaming|concurrency|tasks ...] [--seconds 4]
-[--warmup 1] [--concurrency 32] [--rounds 1] [--client auto|wrk|python] [--tokens 50]
-[--interval-ms 20] [--runs 20] [--streams 10,25,50,100,250,500,1000] [--max-streams 1000]
-[--conc-tokens 30] [--conc-interval-ms 100] [--lateness-ms 100] [--slack 10] [--keep-going]
-[--task-count 1000] [--task-workers 2,8] [--task-clients 16] [--claim-depths 100,2000]
-[--claims 500] [--memory-sizes 10000,100000] [--memory-backends sqlite,postgresql]
-[--memory-queries 200] [--memory-budget 40] [--json]``. Progress goes to stderr; the tables
-(markdown, or JSON) to stdout. The default run takes about two and a half minutes, plus about
-three for ``tasks`` and four for ``memory``.
+What ``events`` measures
+    Events ingested per second through ``POST /api/v1/events`` (``--events-concurrency``
+    keep-alive connections for ``--events-seconds``), and the latency from an event's write to
+    its arrival at ``--sse-clients`` (100) concurrent SSE clients of
+    ``GET /api/v1/events/stream`` (``--sse-events`` posted one at a time at ``--sse-rate``
+    per second), each on SQLite and PostgreSQL, side by side with a bare Starlette + Peewee
+    app that inserts the same row (and fans it out from in-memory queues), with the hub/bare
+    ratios; ``tools/bench_events.py`` says how (``--events-backends``).
+
+Usage: ``python tools/bench.py [--only requests|streaming|concurrency|tasks|memory|events ...]
+[--seconds 4] [--warmup 1] [--concurrency 32] [--rounds 1] [--client auto|wrk|python]
+[--tokens 50] [--interval-ms 20] [--runs 20] [--streams 10,25,50,100,250,500,1000]
+[--max-streams 1000] [--conc-tokens 30] [--conc-interval-ms 100] [--lateness-ms 100]
+[--slack 10] [--keep-going] [--task-count 1000] [--task-workers 2,8] [--task-clients 16]
+[--claim-depths 100,2000] [--claims 500] [--memory-sizes 10000,100000]
+[--memory-backends sqlite,postgresql] [--memory-queries 200] [--memory-budget 40]
+[--events-seconds 5] [--events-concurrency 16] [--events-backends sqlite,postgresql]
+[--sse-clients 100] [--sse-events 200] [--sse-rate 50] [--json]``. Progress goes to stderr; the
+tables (markdown, or JSON) to stdout. The default run takes about two and a half minutes, plus
+about three for ``tasks``, four for ``memory`` and about one for ``events``.
 Exits non-zero when either server of ``requests`` answers anything but 200, a streaming
 measurement cannot run (a server fails, a stream breaks), or a task is lost, fails or is
-refused, or a memory search answers anything but 200 or other hits than the raw SQL.
+refused, or a memory search answers anything but 200 or other hits than the raw SQL, or an
+event POST answers anything but 201, or an SSE client misses, repeats or reorders an event.
 """
 
 from __future__ import annotations
@@ -167,7 +179,7 @@ ROUTE_LABELS: dict[str, str] = {
     "agent": "GET /api/v1/agents/{id}",
 }
 TARGETS = ("hub", "bare")
-MEASUREMENTS = ("requests", "streaming", "concurrency", "tasks", "memory")
+MEASUREMENTS = ("requests", "streaming", "concurrency", "tasks", "memory", "events")
 UVICORN_FLAGS = (
     "--factory",
     "--host",
@@ -1643,7 +1655,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Benchmark the hub against a bare Starlette + Peewee app, its streaming "
         "overhead against a fake upstream, how many concurrent streams it holds, the task "
-        "queue's throughput and claim latency, and memory keyword-search latency."
+        "queue's throughput and claim latency, memory keyword-search latency, and event "
+        "ingest rate and SSE fan-out latency."
     )
     parser.add_argument(
         "--only",
@@ -1706,15 +1719,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     # bench_tasks imports this module as `bench`: let it find this very module (one BenchError).
     sys.modules.setdefault("bench", sys.modules[__name__])
+    import bench_events
     import bench_memory
     import bench_tasks
 
     bench_tasks.add_arguments(parser)
     bench_memory.add_arguments(parser)
+    bench_events.add_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args(argv)
     bench_tasks.check_arguments(parser, args)
     bench_memory.check_arguments(parser, args)
+    bench_events.check_arguments(parser, args)
     if min(args.seconds, args.concurrency, args.rounds) < 1 or args.warmup < 0:
         parser.error("--seconds, --concurrency and --rounds must be >= 1, --warmup >= 0")
     if min(args.tokens, args.runs, args.conc_tokens, args.max_streams) < 2:
@@ -1748,10 +1764,14 @@ def main(argv: list[str] | None = None) -> int:
                         output["tasks"] = bench_tasks.measure_tasks(args)
                         tables.append(bench_tasks.render_tasks(output["tasks"]))
                         failed_any |= bench_tasks.failed(output["tasks"])
-                    else:
+                    elif name == "memory":
                         output["memory"] = bench_memory.measure_memory(args)
                         tables.append(bench_memory.render_memory(output["memory"]))
                         failed_any |= bench_memory.failed(output["memory"])
+                    else:
+                        output["events"] = bench_events.measure_events(args)
+                        tables.append(bench_events.render_events(output["events"]))
+                        failed_any |= bench_events.failed(output["events"])
                 except BenchError as exc:
                     log(f"bench failed ({name}): {exc}")
                     failed_any = True

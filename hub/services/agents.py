@@ -7,7 +7,7 @@ import peewee
 from db import agents
 from db.agents import CONFIG_FIELDS, Agent, AgentVersion
 from db.base import utcnow, write_transaction
-from hub import spec
+from hub import events, spec
 from hub.problems import Conflict, NotFound, require
 from hub.services.etags import check_if_match
 
@@ -73,6 +73,11 @@ def create(body: dict, actor: str | None = None) -> Agent:
                 **values, config_version=1, version=1, created_at=now, updated_at=now
             )
             _add_version(agent, 1, actor)
+            events.emit(
+                "agent.created",
+                subject=agent.id,
+                payload={"agent_id": agent.id, "name": agent.name, "status": agent.status},
+            )
     except peewee.IntegrityError as exc:
         raise Conflict(
             f"An agent with id {body['id']!r} already exists.", code="agent_exists"
@@ -101,7 +106,21 @@ def update(agent_id: str, changes: dict, *, if_match: str | None, actor: str | N
         agent.version += 1
         agent.updated_at = utcnow()
         agent.save()
+        _updated(agent, sorted(changes))
     return agent
+
+
+def _updated(agent: Agent, changed: list[str]) -> None:
+    events.emit(
+        "agent.updated",
+        subject=agent.id,
+        payload={
+            "agent_id": agent.id,
+            "config_version": agent.config_version,
+            "status": agent.status,
+            "changed": changed,
+        },
+    )
 
 
 def _activate(agent: Agent, target: AgentVersion) -> Agent:
@@ -112,6 +131,7 @@ def _activate(agent: Agent, target: AgentVersion) -> Agent:
     agent.version += 1
     agent.updated_at = utcnow()
     agent.save()
+    _updated(agent, ["config_version"])
     return agent
 
 
@@ -156,6 +176,7 @@ def delete(agent_id: str) -> None:
         agent = require(agents.get(agent_id), "agent", agent_id)
         AgentVersion.delete().where(AgentVersion.agent_id == agent_id).execute()
         agent.delete_instance()
+        events.emit("agent.deleted", subject=agent_id, payload={"agent_id": agent_id})
 
 
 def seed(actor: str | None = None) -> dict:

@@ -11,8 +11,10 @@ import datetime as dt
 
 from db import approvals
 from db.approvals import Approval
-from db.base import new_id, utcnow, write_transaction
-from hub import state
+from db.base import iso, new_id, utcnow, write_transaction
+from db.sessions import Turn
+from db.tasks import Task
+from hub import events, state
 from hub.problems import Conflict, require
 from hub.services import notifications, tasks
 
@@ -50,7 +52,29 @@ def request(
         message=f"Approve or deny {approval.id} before {approval.expires_at:%Y-%m-%d %H:%M} UTC.",
         subject=approval.id,
     )
+    events.emit(
+        "approval.requested",
+        subject=approval.id,
+        trace_id=_trace_of(approval),
+        payload={
+            "approval_id": approval.id,
+            "tool": tool,
+            "agent_id": agent_id,
+            "task_id": approval.task_id,
+            "turn_id": approval.turn_id,
+            "expires_at": iso(approval.expires_at),
+        },
+    )
     return approval
+
+
+def _trace_of(approval: Approval) -> str | None:
+    """The trace of the task or chat turn that asked."""
+    if approval.task_id:
+        return Task.select(Task.trace_id).where(Task.id == approval.task_id).scalar()
+    if approval.turn_id:
+        return Turn.select(Turn.trace_id).where(Turn.id == approval.turn_id).scalar()
+    return None
 
 
 def _settle(approval: Approval, status: str, actor: str | None, comment: str | None) -> bool:
@@ -61,6 +85,20 @@ def _settle(approval: Approval, status: str, actor: str | None, comment: str | N
         .where((Approval.id == approval.id) & (Approval.status == "pending"))
         .execute()
     )
+    if won:
+        events.emit(
+            "approval.decided",
+            subject=approval.id,
+            trace_id=_trace_of(approval),
+            payload={
+                "approval_id": approval.id,
+                "status": status,
+                "decided_by": actor,
+                "tool": approval.tool,
+                "task_id": approval.task_id,
+                "turn_id": approval.turn_id,
+            },
+        )
     if won and approval.task_id:
         tasks.resume(approval.task_id, approval.id)
     return bool(won)

@@ -20,7 +20,7 @@ from db import agents, sessions
 from db import approvals as db_approvals
 from db.base import new_id, utcnow, write_transaction
 from db.sessions import Message, Session, Turn
-from hub import state
+from hub import events, state
 from hub.agent_loop import AgentLoop, LoopState, Outcome, Owner, agent_tools
 from hub.problems import (
     Conflict,
@@ -61,6 +61,7 @@ class Plan:
     max_steps: int = 10
     loop_state: LoopState | None = None  # set when a paused turn resumes
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    trace_id: str | None = None
 
 
 # --- planning (database, in a worker thread) ---------------------------------------------
@@ -148,6 +149,7 @@ def plan_turn(
             at = 1 if agent.system_prompt else 0
             context.insert(at, ChatMessage(role="system", content=memory.recall_text(recalled)))
         turn_id = new_id("trn")
+        trace_id = events.new_trace_id()
         assistant = Message.create(
             id=new_id("msg"),
             session_id=session.id,
@@ -169,6 +171,7 @@ def plan_turn(
             status="running",
             context=[{"role": m.role, "content": m.content or ""} for m in context],
             memories=[m.key for m in recalled],
+            trace_id=trace_id,
             created_at=now,
         )
         session.message_count += 1
@@ -184,6 +187,7 @@ def plan_turn(
     plan = Plan(
         session.id, agent.id, turn_id, assistant.id, provider, request, tools, agent.max_steps
     )
+    plan.trace_id = trace_id
     runtime.generations.claim(plan)
     return plan
 
@@ -210,7 +214,14 @@ async def generate(plan: Plan, sink: Sink | None = None) -> tuple[Message, Turn]
                 listener = None
 
     loop = AgentLoop(
-        owner=Owner(plan.turn_id, 1, plan.agent_id, plan.max_steps, session_id=plan.session_id),
+        owner=Owner(
+            plan.turn_id,
+            1,
+            plan.agent_id,
+            plan.max_steps,
+            session_id=plan.session_id,
+            trace_id=plan.trace_id,
+        ),
         provider=plan.provider,
         model=plan.request.model,
         tools=plan.tools,
@@ -323,8 +334,31 @@ def _finish(plan: Plan, outcome: Outcome, timings, loop: AgentLoop):
             turn.loop_state = None
             turn.completed_at = utcnow()
         turn.save()
+        if not paused:
+            _turn_event(turn)
         loop.write_pending()
     return message, turn, approval
+
+
+def _turn_event(turn: Turn) -> None:
+    """``turn.completed`` (also for a stopped turn: it completed early) or ``turn.failed``."""
+    events.emit(
+        "turn.failed" if turn.status == "failed" else "turn.completed",
+        subject=turn.id,
+        trace_id=turn.trace_id,
+        payload={
+            "turn_id": turn.id,
+            "session_id": turn.session_id,
+            "agent_id": turn.agent_id,
+            "status": turn.status,
+            "finish_reason": turn.finish_reason,
+            "usage": {
+                "prompt_tokens": turn.prompt_tokens,
+                "completion_tokens": turn.completion_tokens,
+            },
+            "error": turn.error,
+        },
+    )
 
 
 def _fail(plan: Plan, problem: Problem, write_steps) -> Turn:
@@ -341,6 +375,7 @@ def _fail(plan: Plan, problem: Problem, write_steps) -> Turn:
         turn.loop_state = None
         turn.completed_at = utcnow()
         turn.save()
+        _turn_event(turn)
         write_steps()
     return turn
 
@@ -384,6 +419,7 @@ def _plan_resume(turn_id: str) -> Plan | None:
         agent.max_steps,
         loop_state,
     )
+    plan.trace_id = turn.trace_id
     runtime.generations.claim(plan)
     return plan
 
@@ -499,6 +535,15 @@ def close_session(session_id: str) -> Session:
             session.closed_at = session.updated_at = utcnow()
             session.version += 1
             session.save()
+            events.emit(
+                "session.closed",
+                subject=session.id,
+                payload={
+                    "session_id": session.id,
+                    "agent_id": session.agent_id,
+                    "message_count": session.message_count,
+                },
+            )
     return session
 
 

@@ -1,13 +1,16 @@
-"""Dead letters: retry (the work runs again) or discard (given up); each only while open."""
+"""Dead letters: retry (the work runs again) or discard (given up); each only while open.
+
+A dead task is queued again with fresh attempts; a dead delivery is pending again with fresh
+attempts, due now (discarding leaves it ``failed``)."""
 
 from __future__ import annotations
 
 from db import dead_letters
 from db.base import utcnow, write_transaction
 from db.dead_letters import DeadLetter
-from hub import state
+from hub import deliveries, state
 from hub.problems import Conflict, require
-from hub.services import tasks
+from hub.services import subscriptions, tasks
 
 
 def _open(dead_letter_id: str) -> DeadLetter:
@@ -22,9 +25,14 @@ def retry(dead_letter_id: str) -> DeadLetter:
         letter = _open(dead_letter_id)
         if letter.kind == "task":
             tasks.requeue_dead(letter.subject_id)
+        elif letter.kind == "delivery":
+            subscriptions.requeue_dead(letter.subject_id)
         letter.status, letter.resolved_at = "retried", utcnow()
         letter.save()
-    state.runtime().wake_workers()
+    if letter.kind == "delivery":
+        deliveries.wake()
+    else:
+        state.runtime().wake_workers()
     return letter
 
 

@@ -18,7 +18,7 @@ import peewee
 from db import memories
 from db.base import utcnow, write_transaction
 from db.memories import Memory, MemoryLink
-from hub import embeddings
+from hub import embeddings, events
 from hub.problems import Conflict, NotFound, Unprocessable, ValidationFailed, require
 from hub.services.etags import check_if_match
 
@@ -99,7 +99,9 @@ def create(body: dict) -> Memory:
             _delete(stale)  # an expired memory's key is free again
         try:
             with write_transaction():
-                return Memory.create(key=body["key"], created_at=now, updated_at=now, **fields)
+                memory = Memory.create(key=body["key"], created_at=now, updated_at=now, **fields)
+                _written("memory.created", memory)
+                return memory
         except peewee.IntegrityError:
             raise Conflict(
                 f"A memory with key {body['key']!r} exists.", code="memory_exists"
@@ -118,7 +120,23 @@ def update(key: str, body: dict, *, if_match: str | None) -> Memory:
         memory.version += 1
         memory.updated_at = now
         memory.save()
+        _written("memory.updated", memory)
     return memory
+
+
+def _written(kind: str, memory: Memory) -> None:
+    events.emit(
+        kind,
+        subject=memory.key,
+        payload={
+            "key": memory.key,
+            "scope": memory.scope,
+            "agent_id": memory.agent_id,
+            "project_id": memory.project_id,
+            "session_id": memory.session_id,
+            "version": memory.version,
+        },
+    )
 
 
 def _delete(memory: Memory) -> None:
@@ -131,6 +149,7 @@ def _delete(memory: Memory) -> None:
 def delete(key: str) -> None:
     with write_transaction():
         _delete(require(memories.get(key, utcnow()), "memory", key))
+        events.emit("memory.deleted", subject=key, payload={"key": key})
 
 
 def sweep(limit: int = 1000) -> int:

@@ -22,10 +22,11 @@ import peewee
 
 from db import agents, tasks
 from db.approvals import Approval
-from db.base import database, is_postgres, new_id, utcnow, write_transaction
+from db.base import is_postgres, new_id, utcnow, write_transaction
+from db.base import iso as db_iso
 from db.dead_letters import DeadLetter
 from db.tasks import PRIORITIES, Task
-from hub import state
+from hub import events, state
 from hub.problems import Conflict, Unprocessable, require
 from hub.services import notifications
 
@@ -89,8 +90,25 @@ def create(body: dict, *, created_by: str | None = None, trace_id: str | None = 
             created_at=now,
             updated_at=now,
         )
+        _event("created", task, description=task.description[:500], created_by=created_by)
     state.runtime().wake_workers()
     return task
+
+
+def _event(kind: str, task: Task, **extra) -> None:
+    """``task.<kind>``, in the transaction that made the change."""
+    events.emit(
+        f"task.{kind}",
+        subject=task.id,
+        trace_id=task.trace_id,
+        payload={
+            "task_id": task.id,
+            "agent_id": task.agent_id,
+            "status": kind if kind in ("completed", "failed", "cancelled") else task.status,
+            "attempt": task.attempts,
+            **extra,
+        },
+    )
 
 
 def cancel(task_id: str) -> Task:
@@ -106,6 +124,7 @@ def cancel(task_id: str) -> Task:
                 ).execute()
             task.status, task.completed_at, task.approval_id = "cancelled", now, None
             task.loop_state = None
+            _event("cancelled", task)
         elif task.status == "running":
             task.cancel_requested = True
         else:
@@ -124,6 +143,7 @@ def retry(task_id: str) -> Task:
                 code="task_not_retryable",
             )
         _requeue(task)
+        _event("retried", task)
         DeadLetter.update(status="retried", resolved_at=utcnow()).where(
             (DeadLetter.subject_id == task.id) & (DeadLetter.status == "open")
         ).execute()
@@ -144,17 +164,23 @@ def _requeue(task: Task) -> None:
 def resume(task_id: str, approval_id: str) -> None:
     """An approval was decided: the task may run again (inside the caller's transaction).
     Resuming is not a new attempt: the claim's increment is taken back here."""
-    Task.update(
-        status="pending",
-        run_at=utcnow(),
-        approval_id=None,
-        attempts=Task.attempts - 1,
-        updated_at=utcnow(),
-    ).where(
-        (Task.id == task_id)
-        & (Task.status == "waiting_approval")
-        & (Task.approval_id == approval_id)
-    ).execute()
+    resumed = (
+        Task.update(
+            status="pending",
+            run_at=utcnow(),
+            approval_id=None,
+            attempts=Task.attempts - 1,
+            updated_at=utcnow(),
+        )
+        .where(
+            (Task.id == task_id)
+            & (Task.status == "waiting_approval")
+            & (Task.approval_id == approval_id)
+        )
+        .execute()
+    )
+    if resumed:
+        _event("resumed", tasks.get(task_id), approval_id=approval_id)
     state.runtime().wake_workers()
 
 
@@ -191,6 +217,7 @@ def claim(worker_id: str, lease_seconds: float) -> Task | None:
                 return None
             task = claimed[0]
             if task.attempts <= task.max_attempts and not task.cancel_requested:
+                _event("started", task, worker=worker_id)
                 return task
             # Its worker died during the last attempt, or it was cancelled while running.
             if task.cancel_requested:
@@ -242,6 +269,7 @@ def _record(task: Task, write_steps, **fields) -> bool:
         done = _fenced_update(task, **fields)
         if done:
             write_steps()
+            _event(fields["status"], task, error=fields.get("error"))
     return done
 
 
@@ -265,6 +293,7 @@ def _cancelled(task: Task, now: dt.datetime) -> None:
     Task.update(**_released(status="cancelled", completed_at=now)).where(
         Task.id == task.id
     ).execute()
+    _event("cancelled", task)
 
 
 def hand_back(task: Task) -> None:
@@ -277,18 +306,26 @@ def pause(task: Task, loop_state: dict, outcome, write_steps):
     Returns the approval, or ``None`` when the lease was lost."""
     from hub.services import approvals
 
-    with write_transaction():
-        approval = outcome.approval
-        if approval is None:
-            approval = approvals.request(**outcome.ask)
-        done = _fenced_update(
-            task, status="waiting_approval", approval_id=approval.id, loop_state=loop_state
-        )
-        if not done:
-            database.rollback()
-            return None
-        write_steps()
+    try:
+        with write_transaction():
+            approval = outcome.approval
+            if approval is None:
+                approval = approvals.request(**outcome.ask)
+            done = _fenced_update(
+                task, status="waiting_approval", approval_id=approval.id, loop_state=loop_state
+            )
+            if not done:
+                raise _LeaseLost  # roll back the approval (and its events) too
+            write_steps()
+            task.status = "waiting_approval"
+            _event("waiting_approval", task, approval_id=approval.id)
+    except _LeaseLost:
+        return None
     return approval
+
+
+class _LeaseLost(Exception):
+    pass
 
 
 def fail_attempt(task: Task, error: dict, write_steps, *, retryable: bool = True) -> bool:
@@ -303,13 +340,10 @@ def fail_attempt(task: Task, error: dict, write_steps, *, retryable: bool = True
                 settings.task_backoff_seconds * 2 ** (task.attempts - 1),
                 settings.task_backoff_max_seconds,
             )
-            _fenced_update(
-                task,
-                status="pending",
-                error=error,
-                loop_state=None,
-                run_at=utcnow() + dt.timedelta(seconds=delay),
-            )
+            run_at = utcnow() + dt.timedelta(seconds=delay)
+            _fenced_update(task, status="pending", error=error, loop_state=None, run_at=run_at)
+            task.status = "pending"
+            _event("retrying", task, error=error, run_at=db_iso(run_at))
         else:
             task.error = error
             _fail_for_good(task, error)
@@ -338,6 +372,7 @@ def _fail_for_good(task: Task, error: dict) -> None:
         message=f"{error.get('code')}: {error.get('detail')}",
         subject=task.id,
     )
+    _event("failed", task, error=error)
 
 
 def requeue_dead(task_id: str) -> None:
@@ -345,3 +380,4 @@ def requeue_dead(task_id: str) -> None:
     task = tasks.get(task_id)
     if task is not None and task.status in ("failed", "cancelled"):
         _requeue(task)
+        _event("retried", task)

@@ -13,7 +13,7 @@ from db import tools as db_tools
 from db.base import new_id, utcnow, write_transaction
 from db.pagination import decode_cursor, encode_cursor
 from db.tools import Tool, ToolExecution
-from hub import state
+from hub import events, state
 from hub.crypto import SecretBox
 from hub.problems import Conflict, NotFound, Unprocessable
 from hub.services.providers import secret_key
@@ -154,8 +154,9 @@ def record(
     call: Call,
     approval_id: str | None = None,
 ) -> ToolExecution:
+    trace_id = call.trace_id or events.new_trace_id()  # a direct call starts a trace
     with write_transaction():
-        return ToolExecution.create(
+        execution = ToolExecution.create(
             id=new_id("tex"),
             tool=tool,
             arguments=arguments,
@@ -167,5 +168,21 @@ def record(
             task_id=call.task_id,
             turn_id=call.turn_id,
             approval_id=approval_id,
+            trace_id=trace_id,
             created_at=utcnow(),
         )
+        events.emit(
+            "tool.executed",
+            subject=execution.id,
+            trace_id=trace_id,
+            payload={
+                "execution_id": execution.id,
+                "tool": tool,
+                "status": status,
+                "caller": call.caller,
+                "task_id": call.task_id,
+                "turn_id": call.turn_id,
+                "duration_ms": duration_ms,
+            },
+        )
+    return execution

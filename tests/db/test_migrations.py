@@ -9,11 +9,15 @@ from db import (
     api_keys,
     approvals,
     audit,
+    automation,
     dead_letters,
+    events,
     memories,
     notifications,
+    projects,
     providers,
     sessions,
+    subscriptions,
     system,
     tasks,
     tools,
@@ -43,6 +47,17 @@ MODELS = [
     dead_letters.DeadLetter,
     memories.Memory,
     memories.MemoryLink,
+    events.Event,
+    events.EventCursor,
+    subscriptions.Subscription,
+    subscriptions.Delivery,
+    projects.Project,
+    projects.Integration,
+    projects.WebhookReceipt,
+    projects.EventMapping,
+    automation.Trigger,
+    automation.Schedule,
+    automation.ScheduleRun,
 ]
 
 
@@ -76,6 +91,7 @@ def test_migrations_apply_once(fresh_db):
         "0003_providers_usage",
         "0004_work",
         "0005_memory",
+        "0006_events",
     ]
     assert db_base.migrate() == names
     assert db_base.migrate() == []

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from db.sessions import Message, Turn
-from tests.assertions import PROBLEM_KEYS, assert_problem, error_fields
+from tests.assertions import PROBLEM_KEYS, TRACE_ID, assert_problem, error_fields
 from tests.conftest import auth
 from tests.factories import make_agent
 
@@ -517,6 +517,7 @@ def test_send_answers_the_reply_and_its_turn(client, clock):
             "error": None,
             "approval_id": None,
             "memories_used": [],
+            "trace_id": TRACE_ID,
             "steps": [
                 {
                     "index": 1,

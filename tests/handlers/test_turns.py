@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.assertions import assert_problem, error_fields
+from tests.assertions import TRACE_ID, assert_problem, error_fields
 from tests.conftest import auth
 from tests.handlers.test_sessions import ELAPSED, LATER, NOW, new_session, send, url
 
@@ -56,6 +56,7 @@ def test_get_answers_the_whole_turn(client, clock):
         "error": None,
         "approval_id": None,
         "memories_used": [],
+        "trace_id": TRACE_ID,
         "steps": [
             {
                 "index": 1,

@@ -111,3 +111,58 @@ def test_two_processes_share_instances_settings_and_data(two_hubs):
 
     verdict = httpx.get(f"{alpha}/api/v1/audit-log/verify", headers=HEADERS).json()
     assert verdict["valid"] is True and verdict["checked"] == 2
+
+
+def test_events_fan_out_to_every_process_and_are_processed_exactly_once(two_hubs):
+    """An event pushed to one hub reaches the SSE clients of the other (LISTEN/NOTIFY), and
+    the durable processor of the two hubs together fires a trigger once per event."""
+    import json
+
+    (alpha, beta), _ = two_hubs
+    agent = {"id": "fanout", "name": "Fan-out", "model": "builtin/echo"}
+    assert httpx.post(f"{alpha}/api/v1/agents", headers=HEADERS, json=agent).status_code == 201
+    trigger = {
+        "name": "One task per ping",
+        "event_type": "fanout.*",
+        "action": {
+            "kind": "create_task",
+            "agent_id": "fanout",
+            "description": "{{ event.type }} {{ event.payload.n }}",
+        },
+    }
+    assert httpx.post(f"{alpha}/api/v1/triggers", headers=HEADERS, json=trigger).status_code == 201
+
+    pushed = []
+    with httpx.stream(
+        "GET",
+        f"{beta}/api/v1/events/stream",
+        params={"types": "fanout.*"},
+        headers=HEADERS,
+        timeout=httpx.Timeout(10.0, read=60.0),
+    ) as stream:
+        assert stream.status_code == 200
+        for n in range(20):  # to both hubs, so that both write and both process
+            target = alpha if n % 2 else beta
+            event = {"type": "fanout.ping", "payload": {"n": n}}
+            response = httpx.post(f"{target}/api/v1/events", headers=HEADERS, json=event)
+            assert response.status_code == 201
+            pushed.append(response.json()["id"])
+        done = {"type": "fanout.done", "payload": {"n": 20}}
+        pushed.append(httpx.post(f"{alpha}/api/v1/events", headers=HEADERS, json=done).json()["id"])
+        received = []
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                received.append(json.loads(line[6:])["id"])
+                if received[-1] == pushed[-1]:
+                    break
+    assert received == sorted(pushed)
+
+    def tasks() -> list[dict]:
+        url = f"{alpha}/api/v1/tasks"
+        params = {"agent_id": "fanout", "limit": 100}
+        return httpx.get(url, headers=HEADERS, params=params).json()["items"]
+
+    # Events are processed in id order: once the last one's task exists, all were processed.
+    _wait(lambda: any(t["description"] == "fanout.done 20" for t in tasks()), "the last task")
+    descriptions = sorted(t["description"] for t in tasks())
+    assert descriptions == sorted([f"fanout.ping {n}" for n in range(20)] + ["fanout.done 20"])

@@ -1,0 +1,34 @@
+"""Event mappings: which source webhooks become which canonical events."""
+
+from __future__ import annotations
+
+from db import projects
+from db.pagination import page
+from db.projects import EventMapping
+from generated.models import EventMappingCreate
+from hub.services import event_mappings as service
+
+
+def list_event_mappings(limit=50, cursor=None, source=None):
+    """List event mappings."""
+    query = projects.mappings(source=source)
+    rows, next_cursor = page(query, EventMapping.id, limit=limit, cursor=cursor)
+    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+
+
+def create_event_mapping(body):
+    """Map a source's webhook to a canonical event type."""
+    fields = EventMappingCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    mapping = service.create(fields)
+    return mapping.to_api(), 201, {"Location": f"/api/v1/event-mappings/{mapping.id}"}
+
+
+def seed_event_mappings():
+    """Install the default mappings for GitHub and GitLab."""
+    return service.seed(), 200
+
+
+def delete_event_mapping(mapping_id):
+    """Delete an event mapping."""
+    service.delete(mapping_id)
+    return None, 204

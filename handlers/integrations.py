@@ -1,0 +1,53 @@
+"""Integrations: a source (GitHub, GitLab, generic) connected to the hub, with write-only
+credentials and webhook secret."""
+
+from __future__ import annotations
+
+from db import projects
+from db.pagination import page
+from db.projects import Integration
+from generated.models import IntegrationCreate
+from hub import context
+from hub.problems import require
+from hub.services import integrations as service
+from hub.services.projects import etag
+
+
+def _one(integration: Integration, status: int = 200, *, created: bool = False):
+    headers = {"ETag": etag(integration)}
+    if created:
+        headers["Location"] = f"/api/v1/integrations/{integration.id}"
+    return integration.to_api(), status, headers
+
+
+def _fields(body) -> dict:
+    return IntegrationCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+
+
+def list_integrations(limit=50, cursor=None, project_id=None):
+    """List integrations, newest first."""
+    query = projects.integrations(project_id=project_id)
+    rows, next_cursor = page(query, Integration.id, limit=limit, cursor=cursor, descending=True)
+    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+
+
+def create_integration(body):
+    """Create a integration."""
+    return _one(service.create(_fields(body)), 201, created=True)
+
+
+def get_integration(integration_id):
+    """One integration."""
+    return _one(require(projects.get_integration(integration_id), "integration", integration_id))
+
+
+def update_integration(integration_id, body):
+    """Replace a integration."""
+    changes = _fields(body)
+    return _one(service.update(integration_id, changes, if_match=context.header("If-Match")))
+
+
+def delete_integration(integration_id):
+    """Delete a integration."""
+    service.delete(integration_id)
+    return None, 204

@@ -1,0 +1,49 @@
+"""Projects: where work comes from (a GitHub repository, a GitLab project …)."""
+
+from __future__ import annotations
+
+from db import projects
+from db.pagination import page
+from db.projects import Project
+from generated.models import ProjectCreate
+from hub import context
+from hub.problems import require
+from hub.services import projects as service
+
+
+def _one(project: Project, status: int = 200, *, created: bool = False):
+    headers = {"ETag": service.etag(project)}
+    if created:
+        headers["Location"] = f"/api/v1/projects/{project.id}"
+    return project.to_api(), status, headers
+
+
+def list_projects(limit=50, cursor=None, source=None):
+    """List projects, newest first."""
+    rows, next_cursor = page(
+        projects.projects(source=source), Project.id, limit=limit, cursor=cursor, descending=True
+    )
+    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+
+
+def create_project(body):
+    """Create a project."""
+    fields = ProjectCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    return _one(service.create(fields), 201, created=True)
+
+
+def get_project(project_id):
+    """One project."""
+    return _one(require(projects.get_project(project_id), "project", project_id))
+
+
+def update_project(project_id, body):
+    """Replace a project."""
+    fields = ProjectCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    return _one(service.update(project_id, fields, if_match=context.header("If-Match")))
+
+
+def delete_project(project_id):
+    """Delete a project."""
+    service.delete(project_id)
+    return None, 204

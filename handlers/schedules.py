@@ -1,0 +1,63 @@
+"""Schedules: a cron expression in a time zone starts an action; runs history."""
+
+from __future__ import annotations
+
+from db import automation
+from db.automation import Schedule, ScheduleRun
+from db.pagination import page
+from generated.models import ScheduleCreate, SchedulePatch
+from hub import context
+from hub.services import schedules
+
+
+def _dump(model, body) -> dict:
+    return model.model_validate(body).model_dump(mode="json", exclude_unset=True)
+
+
+def list_schedules(limit=50, cursor=None):
+    """List schedules, newest first."""
+    rows, next_cursor = page(
+        automation.schedules(), Schedule.id, limit=limit, cursor=cursor, descending=True
+    )
+    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+
+
+def create_schedule(body):
+    """Create a schedule."""
+    schedule = schedules.create(_dump(ScheduleCreate, body))
+    headers = {"Location": f"/api/v1/schedules/{schedule.id}", "ETag": automation.etag(schedule)}
+    return schedule.to_api(), 201, headers
+
+
+def get_schedule(schedule_id):
+    """One schedule."""
+    schedule = schedules.get(schedule_id)
+    return schedule.to_api(), 200, {"ETag": automation.etag(schedule)}
+
+
+def update_schedule(schedule_id, body):
+    """Change some of a schedule's fields."""
+    schedule = schedules.update(
+        schedule_id, _dump(SchedulePatch, body), if_match=context.header("If-Match")
+    )
+    return schedule.to_api(), 200, {"ETag": automation.etag(schedule)}
+
+
+def delete_schedule(schedule_id):
+    """Delete a schedule."""
+    schedules.delete(schedule_id)
+    return None, 204
+
+
+def run_schedule(schedule_id):
+    """Run a schedule's action now."""
+    return schedules.run_now(schedule_id).to_api(), 201
+
+
+def list_schedule_runs(schedule_id, limit=50, cursor=None):
+    """A schedule's runs, newest first."""
+    schedules.get(schedule_id)
+    rows, next_cursor = page(
+        automation.runs(schedule_id), ScheduleRun.id, limit=limit, cursor=cursor, descending=True
+    )
+    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200

@@ -1,0 +1,47 @@
+"""Triggers: an event type glob and an optional jq filter start an action."""
+
+from __future__ import annotations
+
+from db import automation
+from db.automation import Trigger
+from db.pagination import page
+from generated.models import TriggerCreate
+from hub import context
+from hub.services import triggers
+
+
+def _dump(body) -> dict:
+    return TriggerCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+
+
+def list_triggers(limit=50, cursor=None):
+    """List triggers, newest first."""
+    rows, next_cursor = page(
+        automation.triggers(), Trigger.id, limit=limit, cursor=cursor, descending=True
+    )
+    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+
+
+def create_trigger(body):
+    """Create a trigger."""
+    trigger = triggers.create(_dump(body))
+    headers = {"Location": f"/api/v1/triggers/{trigger.id}", "ETag": automation.etag(trigger)}
+    return trigger.to_api(), 201, headers
+
+
+def get_trigger(trigger_id):
+    """One trigger."""
+    trigger = triggers.get(trigger_id)
+    return trigger.to_api(), 200, {"ETag": automation.etag(trigger)}
+
+
+def update_trigger(trigger_id, body):
+    """Replace a trigger."""
+    trigger = triggers.replace(trigger_id, _dump(body), if_match=context.header("If-Match"))
+    return trigger.to_api(), 200, {"ETag": automation.etag(trigger)}
+
+
+def delete_trigger(trigger_id):
+    """Delete a trigger."""
+    triggers.delete(trigger_id)
+    return None, 204

@@ -1,0 +1,363 @@
+"""Live events in this process: one reader of the log feeding every stream client, the
+durable processor that hands each event to triggers and subscriptions exactly once, and the
+retention sweeper.
+
+**Fan-out.** The ``Bus`` reads new events from the database (one query per wake-up, however
+many clients) and offers each to every ``Follower`` whose globs match. It wakes when this
+process commits events (an after-commit hook), on PostgreSQL when any process commits events
+(``LISTEN aether_events`` on a connection of its own, in a thread), and every
+``AETHER_EVENT_POLL_SECONDS`` regardless. Writers never wait for readers: a follower has a
+bounded buffer; when it is full the follower is marked overflowed and dropped, and its
+stream ends with an ``overflow`` message carrying the last id it was sent.
+
+**Replay without gap or duplicate.** ``follow()`` registers its follower *before* it reads
+the log: an event committed before the registration was committed before the read (so the
+read finds it), one committed after reaches the buffer. Event ids commit in id order (see
+``hub.events``), so ids are the cursor; what the read already sent is skipped in the buffer.
+
+**Durable consumers.** ``process_batch()`` takes the consumer cursor row with ``FOR UPDATE
+SKIP LOCKED`` (PostgreSQL; the immediate transaction on SQLite), hands the next events to
+triggers and subscriptions and advances the cursor in the same transaction: each event is
+processed exactly once across every hub process, and nothing is lost on a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import peewee
+
+from db.base import database, is_postgres, utcnow, write_transaction
+from db.events import Event, EventCursor
+from hub import events
+
+log = logging.getLogger("aether.events")
+
+CONSUMERS_CURSOR = "consumers"
+PAGE = 500
+
+
+@dataclass(frozen=True)
+class Overflow:
+    """A follower fell too far behind: ``last_event_id`` is the last event it was sent."""
+
+    last_event_id: int | None
+
+
+@dataclass(eq=False)
+class Follower:
+    globs: tuple[str, ...]
+    buffer: asyncio.Queue
+    overflowed: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def offer(self, event: dict) -> bool:
+        if not events.matches(self.globs, event["type"]):
+            return True
+        try:
+            self.buffer.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+            self.wake.set()
+            return False
+        return True
+
+
+def latest_id() -> int:
+    return Event.select(peewee.fn.MAX(Event.id)).scalar() or 0
+
+
+def read_after(after: int, limit: int = PAGE) -> list[dict]:
+    rows = Event.select().where(Event.id > after).order_by(Event.id).limit(limit)
+    return [row.to_api() for row in rows]
+
+
+class Bus:
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self.followers: set[Follower] = set()
+        self.cursor = 0  # the last event id offered to the followers
+        self.on_wake: list = []  # more work when events arrive (the processor, deliveries)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._stop = threading.Event()
+        self._listener: threading.Thread | None = None
+        # The listener also listens on a channel of its own, so that stop() wakes it at once.
+        self._stop_channel = f"{events.CHANNEL}_stop_{uuid.uuid4().hex[:12]}"
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self.cursor = await asyncio.to_thread(latest_id)
+        events.on_committed(self.poke)
+        self._tasks.append(self._loop.create_task(self._read_forever()))
+        if is_postgres():
+            self._listener = threading.Thread(
+                target=self._listen, name="aether-events-listen", daemon=True
+            )
+            self._listener.start()
+
+    async def stop(self) -> None:
+        events.off_committed(self.poke)
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self._listener is not None:
+            await asyncio.to_thread(self._wake_listener)
+            await asyncio.to_thread(self._listener.join, 5.0)
+            self._listener = None
+        for follower in list(self.followers):
+            follower.overflowed = True  # the stream ends; the client resumes elsewhere
+            follower.wake.set()
+        self.followers.clear()
+
+    def poke(self) -> None:
+        """New events were committed (callable from any thread)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._wake.set)
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def _read_forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.event_poll_seconds):
+                    await self._wake.wait()
+            self._wake.clear()
+            for callback in self.on_wake:
+                callback()
+            try:
+                await self._dispatch()
+            except (peewee.PeeweeException, OSError):
+                log.warning("reading new events failed", exc_info=True)
+
+    async def _dispatch(self) -> None:
+        if not self.followers:
+            # Nobody listens: skip the reads, only keep the cursor near the end of the log.
+            self.cursor = await asyncio.to_thread(latest_id)
+            return
+        while True:
+            batch = await asyncio.to_thread(read_after, self.cursor)
+            for event in batch:
+                for follower in list(self.followers):
+                    if not follower.offer(event):
+                        self.followers.discard(follower)
+                self.cursor = event["id"]
+            if len(batch) < PAGE:
+                return
+
+    def _wake_listener(self) -> None:
+        with contextlib.suppress(peewee.PeeweeException, OSError):
+            database.execute_sql("SELECT pg_notify(%s, '')", (self._stop_channel,))
+
+    def _listen(self) -> None:
+        """PostgreSQL: wake the bus on every other process's events (a thread of its own)."""
+        import psycopg
+
+        url = self.settings.effective_database_url
+        url = "postgresql://" + url.split("://", 1)[1]
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {events.CHANNEL}")
+                    conn.execute(f"LISTEN {self._stop_channel}")
+                    self.poke()  # catch up on anything written while not listening
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=5.0, stop_after=1):
+                            self.poke()
+            except psycopg.Error:
+                if self._stop.is_set():
+                    return
+                log.warning("listening for events failed; retrying", exc_info=True)
+                self._stop.wait(1.0)
+
+    # --- following -----------------------------------------------------------------------
+
+    def register(self, globs: tuple[str, ...]) -> Follower:
+        follower = Follower(globs, asyncio.Queue(maxsize=max(1, self.settings.event_stream_buffer)))
+        self.followers.add(follower)
+        return follower
+
+    def unregister(self, follower: Follower) -> None:
+        self.followers.discard(follower)
+
+    def follow(
+        self, globs: tuple[str, ...], last_event_id: int | None, keepalive: float = 15.0
+    ) -> AsyncIterator[dict | Overflow | None]:
+        """New events matching ``globs``; with ``last_event_id``, first the ones after it from
+        the log. ``None`` after ``keepalive`` seconds of silence; ends with ``Overflow`` when
+        the client fell too far behind.
+
+        The follower is registered here, at the call, not at the first iteration: a stream
+        gets every event committed after its request was handled, even when the client acts
+        as soon as it has the response headers. (Never iterated, it is dropped when its
+        buffer fills.)"""
+        return self._follow(self.register(globs), globs, last_event_id, keepalive)
+
+    async def _follow(
+        self,
+        follower: Follower,
+        globs: tuple[str, ...],
+        last_event_id: int | None,
+        keepalive: float,
+    ) -> AsyncIterator[dict | Overflow | None]:
+        sent = last_event_id
+        try:
+            if last_event_id is not None:
+                while True:  # replay from the log until it has nothing newer
+                    batch = await asyncio.to_thread(read_after, sent)
+                    for event in batch:
+                        sent = event["id"]
+                        if events.matches(globs, event["type"]):
+                            yield event
+                    if len(batch) < PAGE:
+                        break
+                    if follower.overflowed:  # live traffic filled the buffer meanwhile: the
+                        follower = self.register(globs)  # log has it all, keep reading there
+            while True:
+                if follower.buffer.empty():
+                    if follower.overflowed:
+                        yield Overflow(sent)
+                        return
+                    follower.wake.clear()
+                    getter = asyncio.ensure_future(follower.buffer.get())
+                    waker = asyncio.ensure_future(follower.wake.wait())
+                    try:
+                        await asyncio.wait(
+                            {getter, waker}, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED
+                        )
+                    finally:
+                        waker.cancel()
+                        if not getter.done():
+                            getter.cancel()
+                    if not getter.done() or getter.cancelled():
+                        if not follower.overflowed and not waker.done():
+                            yield None  # silence: time for a keep-alive
+                        continue
+                    event = getter.result()
+                else:
+                    event = follower.buffer.get_nowait()
+                if sent is not None and event["id"] <= sent:
+                    continue  # the replay sent it already
+                sent = event["id"]
+                yield event
+        finally:
+            self.unregister(follower)
+
+
+async def replay(globs: tuple[str, ...], after: int | None) -> AsyncIterator[dict]:
+    """The events after ``after`` up to the end of the log (none without ``after``)."""
+    if after is None:
+        return
+    while True:
+        batch = await asyncio.to_thread(read_after, after)
+        for event in batch:
+            after = event["id"]
+            if events.matches(globs, event["type"]):
+                yield event
+        if len(batch) < PAGE:
+            return
+
+
+# --- the durable consumers ---------------------------------------------------------------
+
+
+def process_batch(limit: int = 200) -> int:
+    """Hand the next events to triggers and subscriptions, exactly once across processes;
+    returns how many were processed (0: nothing new, or another process is at it)."""
+    from hub.services import subscriptions, triggers
+
+    with write_transaction():
+        EventCursor.insert(
+            name=CONSUMERS_CURSOR, position=0, updated_at=utcnow()
+        ).on_conflict_ignore().execute()
+        query = EventCursor.select().where(EventCursor.name == CONSUMERS_CURSOR)
+        if is_postgres():
+            query = query.for_update(skip_locked=True)
+        cursor = query.first()
+        if cursor is None:
+            return 0  # another process holds it
+        batch = list(
+            Event.select().where(Event.id > cursor.position).order_by(Event.id).limit(limit)
+        )
+        if not batch:
+            return 0
+        for consume in (triggers.consume, subscriptions.consume):
+            try:
+                with write_transaction():  # a savepoint: a consumer's failure is its own
+                    consume(batch)
+            except Exception:
+                log.exception("an event consumer failed", extra={"consumer": consume.__module__})
+        EventCursor.update(position=batch[-1].id, updated_at=utcnow()).where(
+            EventCursor.name == CONSUMERS_CURSOR
+        ).execute()
+    return len(batch)
+
+
+def consumers_position() -> int:
+    cursor = EventCursor.get_or_none(EventCursor.name == CONSUMERS_CURSOR)
+    return cursor.position if cursor else 0
+
+
+async def process_forever(bus: Bus) -> None:
+    """Run ``process_batch`` whenever events arrive (and at the poll interval)."""
+    wake = asyncio.Event()
+    bus.on_wake.append(wake.set)
+    try:
+        while True:
+            try:
+                while await asyncio.to_thread(process_batch):
+                    pass
+            except peewee.PeeweeException:
+                log.warning("processing events failed", exc_info=True)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(bus.settings.event_poll_seconds):
+                    await wake.wait()
+            wake.clear()
+    finally:
+        bus.on_wake.remove(wake.set)
+
+
+# --- retention ---------------------------------------------------------------------------
+
+
+def sweep(settings) -> int:
+    """Trim events older than the retention age or beyond the retention count, never one the
+    durable consumers have not processed yet; receipts of old webhook deliveries go too."""
+    from db.projects import WebhookReceipt
+
+    keep_after = utcnow() - dt.timedelta(days=settings.event_retention_days)
+    with write_transaction():
+        limit = consumers_position()
+        newest = latest_id()
+        by_count = newest - settings.event_retention_count
+        doomed = Event.delete().where(
+            (Event.id <= limit) & ((Event.time < keep_after) | (Event.id <= by_count))
+        )
+        removed = doomed.execute()
+        WebhookReceipt.delete().where(WebhookReceipt.created_at < keep_after).execute()
+    return removed

@@ -1,0 +1,173 @@
+"""Event mappings: create (jq checked, exact duplicates refused), list, delete, and the
+idempotent seed of the GitHub and GitLab defaults."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from hub.services import event_mappings
+from tests.assertions import assert_problem, error_fields
+
+URL = "/api/v1/event-mappings"
+NOW = "2026-01-01T12:00:00.000Z"
+ID = re.compile(r"^map_[0-9a-z]{26}$")
+
+SEEDED = [
+    "github issues opened → issue.created",
+    "github issues closed → issue.closed",
+    "github issue_comment created → issue.commented",
+    "github pull_request opened → pr.opened",
+    "github pull_request closed if .pull_request.merged == true → pr.merged",
+    "github pull_request_review submitted → pr.reviewed",
+    'github deployment_status if .deployment_status.state == "success" → deployment.completed',
+    "github push → code.pushed",
+    "gitlab Issue Hook open → issue.created",
+    "gitlab Issue Hook close → issue.closed",
+    'gitlab Note Hook if .object_attributes.noteable_type == "Issue" → issue.commented',
+    "gitlab Merge Request Hook open → pr.opened",
+    "gitlab Merge Request Hook merge → pr.merged",
+    "gitlab Merge Request Hook approved → pr.reviewed",
+    'gitlab Deployment Hook if .status == "success" → deployment.completed',
+    "gitlab Push Hook → code.pushed",
+]
+
+
+def make_mapping(client, **overrides) -> dict:
+    body = {"source": "generic", "event": "build", "action": "finished", "type": "build.done"}
+    body.update(overrides)
+    response = client.post(URL, json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_create_answers_the_whole_mapping(client, clock):
+    response = client.post(
+        URL,
+        json={
+            "source": "github",
+            "event": "release",
+            "action": "published",
+            "filter": ".release.prerelease == false",
+            "type": "release.published",
+        },
+    )
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert ID.match(body["id"])
+    assert body == {
+        "id": body["id"],
+        "source": "github",
+        "event": "release",
+        "action": "published",
+        "filter": ".release.prerelease == false",
+        "type": "release.published",
+        "created_at": NOW,
+    }
+    assert response.headers["location"] == f"{URL}/{body['id']}"
+    assert client.get(URL).json() == {"items": [body], "next_cursor": None}
+
+
+def test_a_filter_that_does_not_compile_is_422_naming_body_filter(client):
+    response = client.post(
+        URL, json={"source": "github", "event": "push", "filter": ".a ==", "type": "x.y"}
+    )
+
+    assert_problem(response, 422, "invalid_filter")
+    assert error_fields(response) == {"body.filter"}
+    assert client.get(URL).json()["items"] == []
+
+
+def test_an_exact_duplicate_is_409_but_a_variant_is_not(client):
+    make_mapping(client)
+    make_mapping(client, action=None)
+    make_mapping(client, filter=".ok")
+
+    assert_problem(client.post(URL, json={**_body(), "action": "finished"}), 409, "mapping_exists")
+    assert_problem(client.post(URL, json={**_body(), "action": None}), 409, "mapping_exists")
+    assert len(client.get(URL).json()["items"]) == 3
+
+
+def _body() -> dict:
+    return {"source": "generic", "event": "build", "type": "build.done"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"source": "jira"}, "body.source"),
+        ({"event": ""}, "body.event"),
+        ({"type": "NotDotted"}, "body.type"),
+        ({"action": "a/b"}, "body.action"),
+    ],
+)
+def test_create_rejects_bad_input_naming_the_field(client, overrides, field):
+    response = client.post(URL, json={**_body(), **overrides})
+
+    assert_problem(response, 400, "validation_error")
+    assert field in error_fields(response)
+
+
+def test_seed_installs_the_defaults_once(client, clock):
+    first = client.post(f"{URL}/seed")
+    second = client.post(f"{URL}/seed")
+
+    assert first.status_code == 200, first.text
+    assert first.json() == {"created": SEEDED, "skipped": []}
+    assert second.json() == {"created": [], "skipped": SEEDED}
+    items = client.get(URL, params={"limit": 100}).json()["items"]
+    assert [event_mappings.describe(m) for m in items] == SEEDED
+    merged = next(m for m in items if m["type"] == "pr.merged" and m["source"] == "github")
+    assert merged == {
+        "id": merged["id"],
+        "source": "github",
+        "event": "pull_request",
+        "action": "closed",
+        "filter": ".pull_request.merged == true",
+        "type": "pr.merged",
+        "created_at": NOW,
+    }
+
+
+def test_seed_skips_a_default_that_exists_already(client):
+    existing = make_mapping(client, source="github", event="push", action=None, type="code.pushed")
+
+    result = client.post(f"{URL}/seed").json()
+
+    assert result["skipped"] == ["github push → code.pushed"]
+    assert result["created"] == [d for d in SEEDED if d != "github push → code.pushed"]
+    assert client.get(URL, params={"limit": 100}).json()["items"][0] == existing
+
+
+def test_list_filters_by_source_and_pages_in_creation_order(client):
+    client.post(f"{URL}/seed")
+
+    gitlab = client.get(URL, params={"source": "gitlab", "limit": 100}).json()
+    first = client.get(URL, params={"limit": 10}).json()
+    rest = client.get(URL, params={"limit": 10, "cursor": first["next_cursor"]}).json()
+
+    assert [event_mappings.describe(m) for m in gitlab["items"]] == SEEDED[8:]
+    assert gitlab["next_cursor"] is None
+    assert [event_mappings.describe(m) for m in first["items"] + rest["items"]] == SEEDED
+    assert rest["next_cursor"] is None
+
+
+def test_delete_removes_the_mapping(client):
+    mapping = make_mapping(client)
+
+    assert client.delete(f"{URL}/{mapping['id']}").status_code == 204
+
+    assert client.get(URL).json()["items"] == []
+    assert_problem(client.delete(f"{URL}/{mapping['id']}"), 404, "mapping_not_found")
+
+
+def test_viewers_cannot_seed(app, keyring):
+    from starlette.testclient import TestClient
+
+    from tests.conftest import auth
+
+    with TestClient(app, headers=auth(keyring["viewer"])) as viewer:
+        assert viewer.get(URL).status_code == 200
+        assert_problem(viewer.post(f"{URL}/seed"), 403)

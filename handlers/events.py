@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 
 from starlette.responses import StreamingResponse
 
@@ -15,6 +16,23 @@ from hub.problems import ServiceUnavailable, require
 from hub.streaming import KEEPALIVE_SECONDS, frame
 
 MAX_ID = 2**63 - 1
+
+
+_FRAMES: OrderedDict[tuple[int, str], bytes] = OrderedDict()
+_FRAMES_KEPT = 2048
+
+
+def _encoded(event: dict) -> bytes:
+    """The SSE frame of an event, encoded once for all the streams that send it (the bus
+    hands every follower the same event). Keyed by id and trace id: one process may serve
+    several databases (tests), whose ids repeat."""
+    key = (event["id"], event["trace_id"])
+    encoded = _FRAMES.get(key)
+    if encoded is None:
+        encoded = _FRAMES[key] = frame(event["id"], event)
+        if len(_FRAMES) > _FRAMES_KEPT:
+            _FRAMES.popitem(last=False)
+    return encoded
 
 
 def list_events(
@@ -83,7 +101,7 @@ async def stream_events(types=None, last_event_id=None, follow=True):
                 yield f"event: overflow\ndata: {data}\n\n".encode()
                 return
             else:
-                yield frame(item["id"], item)
+                yield _encoded(item)
 
     return StreamingResponse(
         body(),

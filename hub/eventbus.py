@@ -30,7 +30,7 @@ import logging
 import threading
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import peewee
 
@@ -51,12 +51,14 @@ class Overflow:
     last_event_id: int | None
 
 
+_ENDED = object()  # in a follower's buffer: it overflowed or the bus stopped
+
+
 @dataclass(eq=False)
 class Follower:
     globs: tuple[str, ...]
     buffer: asyncio.Queue
     overflowed: bool = False
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, event: dict) -> bool:
         if not events.matches(self.globs, event["type"]):
@@ -64,10 +66,17 @@ class Follower:
         try:
             self.buffer.put_nowait(event)
         except asyncio.QueueFull:
-            self.overflowed = True
-            self.wake.set()
+            self.end()
             return False
         return True
+
+    def end(self) -> None:
+        """Drop what is buffered and leave the end marker: the client resumes from the last
+        event it was actually sent, so nothing dropped here is lost to it."""
+        self.overflowed = True
+        while not self.buffer.empty():
+            self.buffer.get_nowait()
+        self.buffer.put_nowait(_ENDED)
 
 
 def latest_id() -> int:
@@ -121,8 +130,7 @@ class Bus:
             await asyncio.to_thread(self._listener.join, 5.0)
             self._listener = None
         for follower in list(self.followers):
-            follower.overflowed = True  # the stream ends; the client resumes elsewhere
-            follower.wake.set()
+            follower.end()  # the stream ends; the client resumes elsewhere
         self.followers.clear()
 
     def poke(self) -> None:
@@ -187,8 +195,10 @@ class Bus:
                     conn.execute(f"LISTEN {self._stop_channel}")
                     self.poke()  # catch up on anything written while not listening
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=5.0, stop_after=1):
-                            self.poke()
+                        for notice in conn.notifies(timeout=5.0, stop_after=1):
+                            # This process's own commits woke the bus already (after commit).
+                            if notice.payload != events.PROCESS_TOKEN:
+                                self.poke()
             except psycopg.Error:
                 if self._stop.is_set():
                     return
@@ -236,31 +246,21 @@ class Bus:
                             yield event
                     if len(batch) < PAGE:
                         break
-                    if follower.overflowed:  # live traffic filled the buffer meanwhile: the
-                        follower = self.register(globs)  # log has it all, keep reading there
+                    if follower.overflowed and self._tasks:  # live traffic filled the buffer
+                        follower = self.register(globs)  # meanwhile: the log has it all
             while True:
                 if follower.buffer.empty():
-                    if follower.overflowed:
-                        yield Overflow(sent)
-                        return
-                    follower.wake.clear()
-                    getter = asyncio.ensure_future(follower.buffer.get())
-                    waker = asyncio.ensure_future(follower.wake.wait())
                     try:
-                        await asyncio.wait(
-                            {getter, waker}, timeout=keepalive, return_when=asyncio.FIRST_COMPLETED
-                        )
-                    finally:
-                        waker.cancel()
-                        if not getter.done():
-                            getter.cancel()
-                    if not getter.done() or getter.cancelled():
-                        if not follower.overflowed and not waker.done():
-                            yield None  # silence: time for a keep-alive
+                        async with asyncio.timeout(keepalive):
+                            event = await follower.buffer.get()
+                    except TimeoutError:
+                        yield None  # silence: time for a keep-alive
                         continue
-                    event = getter.result()
                 else:
                     event = follower.buffer.get_nowait()
+                if event is _ENDED:
+                    yield Overflow(sent)
+                    return
                 if sent is not None and event["id"] <= sent:
                     continue  # the replay sent it already
                 sent = event["id"]
@@ -291,6 +291,8 @@ def process_batch(limit: int = 200) -> int:
     returns how many were processed (0: nothing new, or another process is at it)."""
     from hub.services import subscriptions, triggers
 
+    if latest_id() <= consumers_position():
+        return 0  # nothing new: no write lock taken to find nothing
     with write_transaction():
         EventCursor.insert(
             name=CONSUMERS_CURSOR, position=0, updated_at=utcnow()

@@ -29,6 +29,8 @@ from db.events import Event
 
 CHANNEL = "aether_events"
 EVENT_LOCK = 7231003  # 7231001 migrations, 7231002 audit chain
+# The payload of this process's NOTIFYs: its own bus was woken after commit already.
+PROCESS_TOKEN = uuid.uuid4().hex
 
 
 @dataclass
@@ -139,7 +141,7 @@ def _insert(events: list[Emitted]) -> None:
             time=event.time,
         ).execute()
     if is_postgres():
-        database.execute_sql("SELECT pg_notify(%s, '')", (CHANNEL,))
+        database.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, PROCESS_TOKEN))
     after_commit(_committed)
 
 

@@ -119,12 +119,10 @@ class Bus:
     async def stop(self) -> None:
         events.off_committed(self.poke)
         self._stop.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
+        from hub.runtime import cancel_and_wait
+
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(tasks)
         if self._listener is not None:
             await asyncio.to_thread(self._wake_listener)
             await asyncio.to_thread(self._listener.join, 5.0)

@@ -4,7 +4,6 @@ and the per-key rate limiter."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -22,6 +21,31 @@ from hub.services import idempotency
 from hub.settings import Settings
 
 log = logging.getLogger("aether.runtime")
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task], patience: float = 10.0) -> None:
+    """Cancel ``tasks`` and wait until they are done, cancelling again every half second (a
+    task that swallowed a cancel, as ``asyncio.wait_for`` can on Python 3.11, stops at its
+    next await); gives up, with a warning, after ``patience`` seconds."""
+    pending = {task for task in tasks if not task.done()}
+    deadline = time.monotonic() + patience
+    while pending:
+        for task in pending:
+            task.cancel()
+        _done, pending = await asyncio.wait(pending, timeout=0.5)
+        if pending and time.monotonic() > deadline:
+            log.warning("background tasks did not stop", extra={"tasks": len(pending)})
+            return
+    for task in tasks:  # retrieve the outcomes: no "exception was never retrieved"
+        if task.done() and not task.cancelled():
+            task.exception()
+
+
+async def _stopping(what: str, step) -> None:
+    try:
+        await step
+    except Exception:
+        log.warning("stopping %s failed", what, exc_info=True)
 
 
 class RateLimiter:
@@ -209,23 +233,20 @@ class Runtime:
         eventbus.sweep(self.settings)
 
     async def stop(self) -> None:
+        """Stop everything started, each part even when another one fails (a part left
+        running would outlive the app: a LISTEN thread, a deliverer)."""
         if self.workers is not None:
-            await self.workers.stop()
-            self.workers = None
-        for task in self._background:
-            task.cancel()
-        for task in self._background:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._background = []
+            workers, self.workers = self.workers, None
+            await _stopping("the task workers", workers.stop())
+        background, self._background = self._background, []
+        await _stopping("the background loops", cancel_and_wait(background))
         if self.bus is not None:
-            await self.bus.stop()
-            self.bus = None
-        await self.generations.shutdown()
+            bus, self.bus = self.bus, None
+            await _stopping("the event bus", bus.stop())
+        await _stopping("the chat generations", self.generations.shutdown())
         if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+            heartbeat, self._heartbeat = self._heartbeat, None
+            await _stopping("the heartbeat", cancel_and_wait([heartbeat]))
         try:
             await asyncio.to_thread(self._mark_stopped)
         except peewee.PeeweeException:

@@ -101,12 +101,10 @@ class WorkerPool:
                 return
 
     async def stop(self) -> None:
-        for worker in self._tasks:
-            worker.cancel()
-        for worker in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await worker
-        self._tasks = []
+        from hub.runtime import cancel_and_wait
+
+        workers, self._tasks = self._tasks, []
+        await cancel_and_wait(workers)
         held = [*self.in_hand.values(), *self._interrupted]
         self._interrupted = []
         if held:

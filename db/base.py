@@ -163,6 +163,11 @@ class _Hooks(threading.local):
 
 
 _hooks = _Hooks()
+# SQLite: this process's writers queue here for the write lock. SQLite's own busy handler
+# retries with sleeps of up to 100 ms, so under contention some writers wait far longer than
+# others; a lock in the process hands the database over as soon as it is free. (Other
+# processes on the same file still meet the busy handler.)
+_sqlite_writer = threading.Lock()
 _finalizers: list[Callable[[], None]] = []
 
 
@@ -190,16 +195,35 @@ class write_transaction:
     savepoint. The outermost one runs the ``before_commit`` hooks (the event log's writes)
     inside the transaction and the ``after_commit`` hooks after it."""
 
-    __slots__ = ("_atomic", "_marks")
+    __slots__ = ("_atomic", "_marks", "_queued")
 
     def __enter__(self):
         self._atomic = database.atomic() if is_postgres() else database.atomic("IMMEDIATE")
         self._marks = (len(_hooks.before), len(_hooks.after))
-        entered = self._atomic.__enter__()
+        self._queued = _hooks.depth == 0 and not is_postgres()
+        if self._queued:
+            _sqlite_writer.acquire()
+        try:
+            entered = self._atomic.__enter__()
+        except BaseException:
+            if self._queued:
+                _sqlite_writer.release()
+            raise
         _hooks.depth += 1
         return entered
 
     def __exit__(self, exc_type, exc, tb):
+        try:
+            return self._exit(exc_type, exc, tb)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._queued:
+            self._queued = False
+            _sqlite_writer.release()
+
+    def _exit(self, exc_type, exc, tb):
         outermost = _hooks.depth == 1
         _hooks.depth -= 1
         if exc_type is None and outermost:
@@ -222,6 +246,7 @@ class write_transaction:
                 _hooks.before.clear()
                 _hooks.after.clear()
             raise
+        self._release()  # before the after-commit hooks: they may write again
         if exc_type is None and outermost:
             after, _hooks.after[:] = list(_hooks.after), []
             for hook in after:

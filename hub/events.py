@@ -47,16 +47,7 @@ class Emitted:
     id: int | None = field(default=None)
 
     def to_api(self) -> dict:
-        return {
-            "id": self.id,
-            "type": self.type,
-            "source": self.source,
-            "subject": self.subject,
-            "trace_id": self.trace_id,
-            "payload": self.payload,
-            "raw": self.raw,
-            "time": db_base.iso(self.time),
-        }
+        return Event.to_api(self)  # the same fields as a stored event
 
 
 class _Batch(threading.local):

@@ -723,16 +723,15 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, keep_alive
 
 
-async def _python_load(
-    port: int, path: str, secret: str, seconds: float, concurrency: int
-) -> dict[str, Any]:
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {secret}\r\n\r\n"
-    ).encode()
+async def keep_alive_load(
+    port: int, request: bytes, seconds: float, concurrency: int, expected: int = 200
+) -> tuple[list[int], dict[str, int]]:
+    """``concurrency`` keep-alive connections write ``request`` back to back for ``seconds``:
+    the latencies (ns) of the answers read before the deadline, and the counts of answers
+    that were not ``expected`` (``unexpected``, ``first_bad_status``) and of socket errors."""
     latencies: list[int] = []
-    counts = {"non200": 0, "first_bad_status": 0, "socket_errors": 0}
-    started = time.perf_counter_ns()
-    deadline = started + int(seconds * 1e9)
+    counts = {"unexpected": 0, "first_bad_status": 0, "socket_errors": 0}
+    deadline = time.perf_counter_ns() + int(seconds * 1e9)
 
     async def worker() -> None:
         writer: asyncio.StreamWriter | None = None
@@ -754,8 +753,8 @@ async def _python_load(
                 continue
             if done <= deadline:
                 latencies.append(done - sent)
-                if status != 200:
-                    counts["non200"] += 1
+                if status != expected:
+                    counts["unexpected"] += 1
                     counts["first_bad_status"] = counts["first_bad_status"] or status
             if not keep_alive:
                 writer.close()
@@ -764,6 +763,17 @@ async def _python_load(
             writer.close()
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, counts
+
+
+async def _python_load(
+    port: int, path: str, secret: str, seconds: float, concurrency: int
+) -> dict[str, Any]:
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {secret}\r\n\r\n"
+    ).encode()
+    latencies, counts = await keep_alive_load(port, request, seconds, concurrency)
+    counts["non200"] = counts.pop("unexpected")
     latencies.sort()
 
     def percentile(p: float) -> float:

@@ -110,9 +110,10 @@ from pathlib import Path
 from typing import Any
 
 import bench
+import bench_memory
 from bench import ROOT, BenchError, Server, log, markdown, percentile
 
-BACKENDS = ("sqlite", "postgresql")
+BACKENDS = bench_memory.BACKENDS
 BACKEND_LABELS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 TARGETS = ("hub", "bare")
 APPS = {
@@ -143,7 +144,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--events-backends",
-        type=_backends,
+        type=bench_memory.backends,
         default=list(BACKENDS),
         help="comma-separated: sqlite, postgresql (default both; PostgreSQL needs its binaries)",
     )
@@ -156,14 +157,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--sse-rate", type=float, default=50.0, help="events per second posted (default 50)"
     )
-
-
-def _backends(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BACKENDS]
-    if not names or unknown:
-        raise argparse.ArgumentTypeError(f"choose among {', '.join(BACKENDS)}: {text}")
-    return [b for b in BACKENDS if b in names]
 
 
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -345,42 +338,9 @@ def post_request(port: int, path: str, secret: str, body: dict[str, Any]) -> byt
 
 
 async def _post_load(port: int, request: bytes, seconds: float, concurrency: int) -> dict:
-    """``bench._python_load`` for a POST answered 201: ``concurrency`` keep-alive
-    connections write ``request`` back to back for ``seconds``."""
-    latencies: list[int] = []
-    counts = {"non201": 0, "first_bad_status": 0, "socket_errors": 0}
-    deadline = time.perf_counter_ns() + int(seconds * 1e9)
-
-    async def worker() -> None:
-        writer: asyncio.StreamWriter | None = None
-        reader: asyncio.StreamReader | None = None
-        while time.perf_counter_ns() < deadline:
-            try:
-                if writer is None:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                assert reader is not None
-                sent = time.perf_counter_ns()
-                writer.write(request)
-                status, keep_alive = await bench._read_response(reader)
-                done = time.perf_counter_ns()
-            except (OSError, asyncio.IncompleteReadError, ValueError):
-                counts["socket_errors"] += 1
-                if writer is not None:
-                    writer.close()
-                writer = None
-                continue
-            if done <= deadline:
-                latencies.append(done - sent)
-                if status != 201:
-                    counts["non201"] += 1
-                    counts["first_bad_status"] = counts["first_bad_status"] or status
-            if not keep_alive:
-                writer.close()
-                writer = None
-        if writer is not None:
-            writer.close()
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    """``bench.keep_alive_load`` of a POST answered 201."""
+    latencies, counts = await bench.keep_alive_load(port, request, seconds, concurrency, 201)
+    counts["non201"] = counts.pop("unexpected")
     ms = [value / 1e6 for value in latencies]
     good = len(latencies) - counts["non201"]
     return {
@@ -712,7 +672,6 @@ def measure_events(args: argparse.Namespace) -> dict[str, Any]:
     """Ingest rate, then SSE fan-out latency, per backend, hub and bare one at a time."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    import bench_memory
 
     about = bench.machine()
     busy = bench.busy_percent()
@@ -722,7 +681,7 @@ def measure_events(args: argparse.Namespace) -> dict[str, Any]:
     pg = None
     if "postgresql" in args.events_backends:
         log("events: PostgreSQL through bench_memory.start_postgres")
-        pg = bench_memory.start_postgres()
+        pg = bench_memory.start_postgres("events")
     version = os.path.basename(os.path.dirname(pg.bindir)) if pg is not None else None
     backends = [b for b in args.events_backends if b != "postgresql" or pg is not None]
     skipped = [b for b in args.events_backends if b not in backends]

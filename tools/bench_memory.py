@@ -136,7 +136,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--memory-backends",
-        type=_backends,
+        type=backends,
         default=list(BACKENDS),
         help="comma-separated: sqlite, postgresql (default both)",
     )
@@ -151,7 +151,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _backends(text: str) -> list[str]:
+def backends(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in BACKENDS]
     if not names or unknown:
@@ -662,7 +662,7 @@ def figure(
 # --- the measurement ------------------------------------------------------------------------
 
 
-def start_postgres() -> Any:
+def start_postgres(label: str = "memory") -> Any:
     """The tests' throwaway PostgreSQL server, or None when its binaries are missing."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
@@ -670,11 +670,11 @@ def start_postgres() -> Any:
 
     if find_pg_bindir() is None:
         log(
-            "memory: PostgreSQL binaries not found (tools/ensure_postgres.sh installs them, or "
+            f"{label}: PostgreSQL binaries not found (tools/ensure_postgres.sh installs them, or "
             "set AETHER_PG_BINDIR): the PostgreSQL figures are skipped"
         )
         return None
-    log("memory: starting a throwaway PostgreSQL server")
+    log(f"{label}: starting a throwaway PostgreSQL server")
     try:
         return PgServer(dbname="bench_memory").start()
     except RuntimeError as exc:

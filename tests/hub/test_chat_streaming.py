@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import time
 import warnings
 from collections.abc import Iterable, Iterator
@@ -26,6 +25,7 @@ from tests.handlers.test_sessions import (
     turns,
     url,
 )
+from tests.sse import frames
 
 with warnings.catch_warnings():  # starlette warns that it prefers httpx2 to httpx
     warnings.simplefilter("ignore")
@@ -49,28 +49,6 @@ SLOW_REPLY = "alpha beta\ngamma delta\nepsilon zeta\neta theta"
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-def frames(lines: Iterable[str]) -> Iterator[dict]:
-    """The SSE blocks in ``lines``: ``{"comment": text}`` for a comment-only block, else
-    ``{"id", "event", "data"}`` with ``data`` parsed as JSON."""
-    block: dict = {}
-    for line in lines:
-        if line == "":
-            if block:
-                yield block
-            block = {}
-        elif line.startswith(":"):
-            block["comment"] = line[1:].strip()
-        else:
-            name, _, value = line.partition(":")
-            assert name in {"id", "event", "data"}, line
-            assert name not in block, f"{name} twice in one event"
-            block[name] = value.removeprefix(" ")
-            if name == "data":
-                block["data"] = json.loads(block["data"])
-    if block:
-        yield block
 
 
 def events(blocks: Iterable[dict]) -> list[dict]:

@@ -5,7 +5,6 @@ WebSocket ``subscribe`` frames."""
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 
 import pytest
@@ -14,24 +13,9 @@ from db.events import Event
 from hub import events
 from hub.eventbus import PAGE, Bus, Overflow
 from tests.factories import make_agent, make_task
+from tests.sse import frames
 
 STREAM = "/api/v1/events/stream"
-
-
-def sse_events(lines):
-    """Parse SSE lines lazily into ``{"id", "event", "data"}`` dicts (comments included as
-    ``{"comment": …}``)."""
-    block: dict = {}
-    for line in lines:
-        if line == "":
-            if block:
-                yield block
-            block = {}
-        elif line.startswith(":"):
-            yield {"comment": line[1:].strip()}
-        else:
-            name, _, value = line.partition(":")
-            block[name] = value.removeprefix(" ")
 
 
 def take(stream, until_id: int | None = None, count: int | None = None) -> list[dict]:
@@ -40,7 +24,7 @@ def take(stream, until_id: int | None = None, count: int | None = None) -> list[
     for block in stream:
         if "data" not in block:
             continue
-        event = json.loads(block["data"])
+        event = block["data"]
         assert block["id"] == str(event["id"])
         assert block["event"] == event["type"]
         taken.append(event)
@@ -60,7 +44,7 @@ def test_a_new_task_arrives_on_the_stream_with_its_id_and_type(client):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         task = make_task(client, agent_id="streamer", description="watch me")
-        [created] = take(sse_events(response.iter_lines()), count=1)
+        [created] = take(frames(response.iter_lines()), count=1)
     assert created["type"] == "task.created"
     assert created["subject"] == task["id"]
     assert created["payload"]["task_id"] == task["id"]
@@ -85,7 +69,7 @@ def test_resume_replays_what_was_missed_then_goes_live_with_no_gap_or_duplicate(
     with client.stream("GET", STREAM, headers={"Last-Event-ID": str(start)}) as response:
         thread.start()
         assert done.wait(60)
-        received = take(sse_events(response.iter_lines()), until_id=written[-1])
+        received = take(frames(response.iter_lines()), until_id=written[-1])
     thread.join()
     ids = [event["id"] for event in received]
     assert ids == log_ids(start)  # every one, in order, once
@@ -99,7 +83,7 @@ def test_resume_honours_the_type_globs(client):
     with client.stream(
         "GET", STREAM, params={"types": "keep.*", "last_event_id": 0, "follow": "false"}
     ) as response:
-        received = take(sse_events(response.iter_lines()), until_id=last)
+        received = take(frames(response.iter_lines()), until_id=last)
     assert [event["id"] for event in received] == log_ids(0, "keep.*")
     assert {event["type"] for event in received} == {"keep.this", "keep.last"}
 
@@ -113,16 +97,14 @@ def test_the_header_wins_over_the_query_parameter(client):
         params={"last_event_id": 0, "follow": "false"},
         headers={"Last-Event-ID": str(first)},
     ) as response:
-        assert [e["id"] for e in take(sse_events(response.iter_lines()), until_id=second)] == [
-            second
-        ]
+        assert [e["id"] for e in take(frames(response.iter_lines()), until_id=second)] == [second]
 
 
 def test_follow_false_sends_the_replay_and_ends(client):
     ids = [events.emit("short.lived").id for _ in range(3)]
     response = client.get(STREAM, params={"last_event_id": ids[0], "follow": "false"})
     assert response.status_code == 200
-    received = [json.loads(b["data"]) for b in sse_events(response.text.splitlines())]
+    received = [b["data"] for b in frames(response.text.splitlines())]
     assert [event["id"] for event in received] == ids[1:]
 
 

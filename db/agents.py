@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import peewee
 
-from db.base import BaseModel, JSONField, Prepared, iso
+from db.base import BaseModel, JSONField, Prepared, Versioned, iso
 
 # Fields whose change makes a new configuration version.
 CONFIG_FIELDS = (
@@ -23,7 +23,7 @@ CONFIG_FIELDS = (
 )
 
 
-class Agent(BaseModel):
+class Agent(Versioned, BaseModel):
     id = peewee.CharField(primary_key=True, max_length=64)
     name = peewee.CharField(max_length=200)
     description = peewee.TextField(default="")
@@ -45,10 +45,6 @@ class Agent(BaseModel):
 
     def config(self) -> dict:
         return {name: getattr(self, name) for name in CONFIG_FIELDS}
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.version}"'
 
     def to_api(self) -> dict:
         return {

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import peewee
 
-from db.base import BaseModel, JSONField, iso
+from db.base import BaseModel, JSONField, Versioned, iso
 
 
-class Trigger(BaseModel):
+class Trigger(Versioned, BaseModel):
     id = peewee.CharField(primary_key=True, max_length=40)
     name = peewee.CharField(max_length=200)
     event_type = peewee.CharField(max_length=200)
@@ -39,7 +39,7 @@ class Trigger(BaseModel):
         }
 
 
-class Schedule(BaseModel):
+class Schedule(Versioned, BaseModel):
     id = peewee.CharField(primary_key=True, max_length=40)
     name = peewee.CharField(max_length=200)
     cron = peewee.CharField(max_length=120)
@@ -97,10 +97,6 @@ class ScheduleRun(BaseModel):
 
 
 # --- queries -----------------------------------------------------------------------------
-
-
-def etag(row: Trigger | Schedule) -> str:
-    return f'"{row.version}"'
 
 
 def get_trigger(trigger_id: str) -> Trigger | None:

@@ -109,6 +109,14 @@ class BaseModel(peewee.Model):
         legacy_table_names = False
 
 
+class Versioned:
+    """A model with a ``version`` column, raised by every write: its ETag is that version."""
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.version}"'
+
+
 class Prepared:
     """A Peewee select compiled to SQL once per database engine, then run with new values.
 
@@ -187,6 +195,20 @@ def before_commit(hook: Callable[[], None]) -> None:
 def after_commit(hook: Callable[[], None]) -> None:
     """Run ``hook`` once the current write transaction has committed."""
     _hooks.after.append(hook)
+
+
+def claim_first(source: peewee.ModelSelect, **changes) -> peewee.Model | None:
+    """Inside the caller's write transaction: apply ``changes`` to the first row of ``source``
+    (in its order) and return that row as updated, or ``None``. Claimers never take the same
+    row: on PostgreSQL a row another transaction holds is skipped (``FOR UPDATE SKIP
+    LOCKED``); on SQLite the write lock lets one claimer in at a time."""
+    model = source.model
+    key = model._meta.primary_key
+    best = source.select(key).limit(1)
+    if is_postgres():
+        best = best.for_update(skip_locked=True)
+    claimed = list(model.update(**changes).where(key == best).returning(model).execute())
+    return claimed[0] if claimed else None
 
 
 class write_transaction:

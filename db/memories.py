@@ -15,13 +15,13 @@ import re
 
 import peewee
 
-from db.base import BaseModel, JSONField, database, is_postgres, iso
+from db.base import BaseModel, JSONField, Versioned, database, is_postgres, iso
 
 SCOPES = ("session", "agent", "project", "global")
 _WORD = re.compile(r"\w+\*?", re.UNICODE)
 
 
-class Memory(BaseModel):
+class Memory(Versioned, BaseModel):
     seq = peewee.BigAutoField()
     key = peewee.CharField(max_length=200, unique=True)
     content = peewee.TextField()
@@ -35,10 +35,6 @@ class Memory(BaseModel):
     version = peewee.IntegerField(default=1)
     created_at = peewee.DateTimeField()
     updated_at = peewee.DateTimeField()
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.version}"'
 
     def owners(self) -> dict:
         return {

@@ -54,6 +54,19 @@ def visible(
     return query
 
 
+def unread_of(kind: str, subject: str | None) -> Notification | None:
+    """An unread, undismissed notification of ``kind`` about ``subject``."""
+    return (
+        visible(unread=True, kind=kind)
+        .where(
+            Notification.subject == subject
+            if subject is not None
+            else Notification.subject.is_null()
+        )
+        .first()
+    )
+
+
 def unread_counts() -> dict:
     rows = (
         visible(unread=True)

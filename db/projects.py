@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import peewee
 
-from db.base import BaseModel, JSONField, is_postgres, iso
+from db.base import BaseModel, JSONField, Versioned, is_postgres, iso
 
 
-class Project(BaseModel):
+class Project(Versioned, BaseModel):
     id = peewee.CharField(primary_key=True, max_length=40)
     name = peewee.CharField(max_length=200)
     description = peewee.TextField(default="")
@@ -29,7 +29,7 @@ class Project(BaseModel):
         }
 
 
-class Integration(BaseModel):
+class Integration(Versioned, BaseModel):
     id = peewee.CharField(primary_key=True, max_length=40)
     kind = peewee.CharField(max_length=16)
     slug = peewee.CharField(max_length=64, unique=True)

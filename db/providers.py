@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import peewee
 
-from db.base import BaseModel, JSONField
+from db.base import BaseModel, JSONField, Versioned
 
 
-class ProviderConfig(BaseModel):
+class ProviderConfig(Versioned, BaseModel):
     id = peewee.CharField(primary_key=True, max_length=64)
     kind = peewee.CharField(max_length=16)
     base_url = peewee.TextField(null=True)
@@ -21,10 +21,6 @@ class ProviderConfig(BaseModel):
 
     class Meta:
         table_name = "provider"
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.version}"'
 
 
 def get(provider_id: str) -> ProviderConfig | None:

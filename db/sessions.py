@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import peewee
 
-from db.base import BaseModel, JSONField, Prepared, iso
+from db.base import BaseModel, JSONField, Prepared, Versioned, iso
 from db.tasks import steps as steps_of
 
 
-class Session(BaseModel):
+class Session(Versioned, BaseModel):
     id = peewee.CharField(primary_key=True, max_length=40)
     agent_id = peewee.CharField(max_length=64, index=True)
     title = peewee.TextField(default="")
@@ -19,10 +19,6 @@ class Session(BaseModel):
     created_at = peewee.DateTimeField()
     updated_at = peewee.DateTimeField()
     closed_at = peewee.DateTimeField(null=True)
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.version}"'
 
     def to_api(self) -> dict:
         return {

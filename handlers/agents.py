@@ -6,6 +6,7 @@ from db import agents
 from db.agents import Agent, AgentVersion
 from db.pagination import page
 from generated.models import AgentClone, AgentCreate, AgentUpdate
+from handlers import body_fields
 from hub import context
 from hub.problems import require
 from hub.services import agents as service
@@ -27,7 +28,7 @@ def list_agents(limit=50, cursor=None, status=None, capability=None):
 
 def create_agent(body):
     """Create an agent."""
-    fields = AgentCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    fields = body_fields(AgentCreate, body)
     return _one(service.create(fields, context.actor_id()), 201, created=True)
 
 
@@ -43,7 +44,7 @@ def get_agent(agent_id):
 
 def update_agent(agent_id, body):
     """Change an agent; a configuration change makes and activates a new version."""
-    changes = AgentUpdate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    changes = body_fields(AgentUpdate, body)
     agent = service.update(
         agent_id, changes, if_match=context.header("If-Match"), actor=context.actor_id()
     )

@@ -6,6 +6,7 @@ from db import projects
 from db.pagination import page
 from db.projects import EventMapping
 from generated.models import EventMappingCreate
+from handlers import body_fields
 from hub.services import event_mappings as service
 
 
@@ -18,7 +19,7 @@ def list_event_mappings(limit=50, cursor=None, source=None):
 
 def create_event_mapping(body):
     """Map a source's webhook to a canonical event type."""
-    fields = EventMappingCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    fields = body_fields(EventMappingCreate, body)
     mapping = service.create(fields)
     return mapping.to_api(), 201, {"Location": f"/api/v1/event-mappings/{mapping.id}"}
 

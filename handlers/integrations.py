@@ -7,21 +7,17 @@ from db import projects
 from db.pagination import page
 from db.projects import Integration
 from generated.models import IntegrationCreate
+from handlers import body_fields
 from hub import context
 from hub.problems import require
 from hub.services import integrations as service
-from hub.services.projects import etag
 
 
 def _one(integration: Integration, status: int = 200, *, created: bool = False):
-    headers = {"ETag": etag(integration)}
+    headers = {"ETag": integration.etag}
     if created:
         headers["Location"] = f"/api/v1/integrations/{integration.id}"
     return integration.to_api(), status, headers
-
-
-def _fields(body) -> dict:
-    return IntegrationCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
 
 
 def list_integrations(limit=50, cursor=None, project_id=None):
@@ -33,7 +29,7 @@ def list_integrations(limit=50, cursor=None, project_id=None):
 
 def create_integration(body):
     """Create a integration."""
-    return _one(service.create(_fields(body)), 201, created=True)
+    return _one(service.create(body_fields(IntegrationCreate, body)), 201, created=True)
 
 
 def get_integration(integration_id):
@@ -43,7 +39,7 @@ def get_integration(integration_id):
 
 def update_integration(integration_id, body):
     """Replace a integration."""
-    changes = _fields(body)
+    changes = body_fields(IntegrationCreate, body)
     return _one(service.update(integration_id, changes, if_match=context.header("If-Match")))
 
 

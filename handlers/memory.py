@@ -7,12 +7,9 @@ from db.base import utcnow
 from db.memories import Memory, MemoryLink
 from db.pagination import page
 from generated.models import MemoryCreate, MemoryLinkCreate, MemoryPut, MemorySearch
+from handlers import body_fields
 from hub import context
 from hub.services import memory
-
-
-def _dump(model, body) -> dict:
-    return model.model_validate(body).model_dump(mode="json", exclude_unset=True)
 
 
 def list_memories(
@@ -33,14 +30,14 @@ def list_memories(
 
 def create_memory(body):
     """Store a memory under a key of the client's choosing."""
-    created = memory.create(_dump(MemoryCreate, body))
+    created = memory.create(body_fields(MemoryCreate, body))
     headers = {"Location": f"/api/v1/memories/{created.key}", "ETag": created.etag}
     return created.to_api(), 201, headers
 
 
 def search_memories(body):
     """Ranked search over the memories, best first, with highlighted snippets."""
-    return memory.search(_dump(MemorySearch, body)), 200
+    return memory.search(body_fields(MemorySearch, body)), 200
 
 
 def get_memory_stats():
@@ -61,7 +58,7 @@ def get_memory(key):
 
 def update_memory(key, body):
     """Replace a memory's content, tags, owners or expiry."""
-    updated = memory.update(key, _dump(MemoryPut, body), if_match=context.header("If-Match"))
+    updated = memory.update(key, body_fields(MemoryPut, body), if_match=context.header("If-Match"))
     return updated.to_api(), 200, {"ETag": updated.etag}
 
 
@@ -80,7 +77,7 @@ def list_memory_links(key):
 
 def link_memory(key, body):
     """Relate this memory to another."""
-    fields = _dump(MemoryLinkCreate, body)
+    fields = body_fields(MemoryLinkCreate, body)
     created = memory.link(
         key, fields["target"], fields.get("relation", "related"), fields.get("weight", 1.0)
     )

@@ -6,13 +6,14 @@ from db import projects
 from db.pagination import page
 from db.projects import Project
 from generated.models import ProjectCreate
+from handlers import body_fields
 from hub import context
 from hub.problems import require
 from hub.services import projects as service
 
 
 def _one(project: Project, status: int = 200, *, created: bool = False):
-    headers = {"ETag": service.etag(project)}
+    headers = {"ETag": project.etag}
     if created:
         headers["Location"] = f"/api/v1/projects/{project.id}"
     return project.to_api(), status, headers
@@ -28,7 +29,7 @@ def list_projects(limit=50, cursor=None, source=None):
 
 def create_project(body):
     """Create a project."""
-    fields = ProjectCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    fields = body_fields(ProjectCreate, body)
     return _one(service.create(fields), 201, created=True)
 
 
@@ -39,7 +40,7 @@ def get_project(project_id):
 
 def update_project(project_id, body):
     """Replace a project."""
-    fields = ProjectCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    fields = body_fields(ProjectCreate, body)
     return _one(service.update(project_id, fields, if_match=context.header("If-Match")))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 
 from generated.models import ProviderPut
+from handlers import body_fields
 from hub import context
 from hub.services import providers
 
@@ -16,7 +17,7 @@ def list_providers():
 
 def put_provider(provider_id, body):
     """Create or replace a provider; its API key is write-only and encrypted at rest."""
-    fields = ProviderPut.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    fields = body_fields(ProviderPut, body)
     view, created = providers.put(provider_id, fields, if_match=context.header("If-Match"))
     if created:
         return view, 201, {"Location": f"/api/v1/providers/{provider_id}"}

@@ -6,12 +6,9 @@ from db import automation
 from db.automation import Schedule, ScheduleRun
 from db.pagination import page
 from generated.models import ScheduleCreate, SchedulePatch
+from handlers import body_fields
 from hub import context
 from hub.services import schedules
-
-
-def _dump(model, body) -> dict:
-    return model.model_validate(body).model_dump(mode="json", exclude_unset=True)
 
 
 def list_schedules(limit=50, cursor=None):
@@ -24,23 +21,23 @@ def list_schedules(limit=50, cursor=None):
 
 def create_schedule(body):
     """Create a schedule."""
-    schedule = schedules.create(_dump(ScheduleCreate, body))
-    headers = {"Location": f"/api/v1/schedules/{schedule.id}", "ETag": automation.etag(schedule)}
+    schedule = schedules.create(body_fields(ScheduleCreate, body))
+    headers = {"Location": f"/api/v1/schedules/{schedule.id}", "ETag": schedule.etag}
     return schedule.to_api(), 201, headers
 
 
 def get_schedule(schedule_id):
     """One schedule."""
     schedule = schedules.get(schedule_id)
-    return schedule.to_api(), 200, {"ETag": automation.etag(schedule)}
+    return schedule.to_api(), 200, {"ETag": schedule.etag}
 
 
 def update_schedule(schedule_id, body):
     """Change some of a schedule's fields."""
     schedule = schedules.update(
-        schedule_id, _dump(SchedulePatch, body), if_match=context.header("If-Match")
+        schedule_id, body_fields(SchedulePatch, body), if_match=context.header("If-Match")
     )
-    return schedule.to_api(), 200, {"ETag": automation.etag(schedule)}
+    return schedule.to_api(), 200, {"ETag": schedule.etag}
 
 
 def delete_schedule(schedule_id):

@@ -8,6 +8,7 @@ from db import sessions
 from db.pagination import page
 from db.sessions import Message, Session, Turn
 from generated.models import MessageCreate, MessageEdit, SessionCreate, SessionUpdate
+from handlers import body_fields
 from hub import context, state, streaming
 from hub.problems import require
 from hub.services import chat
@@ -47,7 +48,7 @@ def get_session(session_id):
 
 def update_session(session_id, body):
     """Change a conversation's title or metadata."""
-    changes = SessionUpdate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    changes = body_fields(SessionUpdate, body)
     session = chat.update_session(session_id, changes, if_match=context.header("If-Match"))
     return session.to_api(), 200, {"ETag": session.etag}
 

@@ -6,6 +6,7 @@ from db import subscriptions as db_subscriptions
 from db.pagination import page
 from db.subscriptions import Delivery, Subscription
 from generated.models import SubscriptionCreate
+from handlers import body_fields
 from hub.services import subscriptions
 
 
@@ -19,7 +20,7 @@ def list_subscriptions(limit=50, cursor=None):
 
 def create_subscription(body):
     """Create a subscription."""
-    fields = SubscriptionCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    fields = body_fields(SubscriptionCreate, body)
     sub = subscriptions.create(fields)
     headers = {"Location": f"/api/v1/subscriptions/{sub.id}", "ETag": sub.etag}
     return sub.to_api(), 201, headers

@@ -6,6 +6,7 @@ from db import tasks
 from db.pagination import page
 from db.tasks import Task
 from generated.models import TaskCreate
+from handlers import body_fields
 from hub import context
 from hub.problems import require
 from hub.services import queue
@@ -21,7 +22,7 @@ def list_tasks(limit=50, cursor=None, status=None, agent_id=None, priority=None)
 
 def create_task(body):
     """Hand an agent a piece of work."""
-    fields = TaskCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    fields = body_fields(TaskCreate, body)
     task = service.create(fields, created_by=context.actor_id())
     return task.to_api([]), 201, {"Location": f"/api/v1/tasks/{task.id}"}
 

@@ -8,6 +8,7 @@ from db import tools as db_tools
 from db.pagination import page
 from db.tools import ToolExecution
 from generated.models import ToolCreate
+from handlers import body_fields
 from hub import context
 from hub.services import tools
 from hub.tools import Call
@@ -21,7 +22,7 @@ def list_tools(limit=50, cursor=None, kind=None):
 
 def create_tool(body):
     """Register an HTTP tool."""
-    fields = ToolCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    fields = body_fields(ToolCreate, body)
     tool = tools.register(fields)
     return tool.to_api(), 201, {"Location": f"/api/v1/tools/{tool.name}"}
 

@@ -6,12 +6,9 @@ from db import automation
 from db.automation import Trigger
 from db.pagination import page
 from generated.models import TriggerCreate
+from handlers import body_fields
 from hub import context
 from hub.services import triggers
-
-
-def _dump(body) -> dict:
-    return TriggerCreate.model_validate(body).model_dump(mode="json", exclude_unset=True)
 
 
 def list_triggers(limit=50, cursor=None):
@@ -24,21 +21,23 @@ def list_triggers(limit=50, cursor=None):
 
 def create_trigger(body):
     """Create a trigger."""
-    trigger = triggers.create(_dump(body))
-    headers = {"Location": f"/api/v1/triggers/{trigger.id}", "ETag": automation.etag(trigger)}
+    trigger = triggers.create(body_fields(TriggerCreate, body))
+    headers = {"Location": f"/api/v1/triggers/{trigger.id}", "ETag": trigger.etag}
     return trigger.to_api(), 201, headers
 
 
 def get_trigger(trigger_id):
     """One trigger."""
     trigger = triggers.get(trigger_id)
-    return trigger.to_api(), 200, {"ETag": automation.etag(trigger)}
+    return trigger.to_api(), 200, {"ETag": trigger.etag}
 
 
 def update_trigger(trigger_id, body):
     """Replace a trigger."""
-    trigger = triggers.replace(trigger_id, _dump(body), if_match=context.header("If-Match"))
-    return trigger.to_api(), 200, {"ETag": automation.etag(trigger)}
+    trigger = triggers.replace(
+        trigger_id, body_fields(TriggerCreate, body), if_match=context.header("If-Match")
+    )
+    return trigger.to_api(), 200, {"ETag": trigger.etag}
 
 
 def delete_trigger(trigger_id):

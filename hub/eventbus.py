@@ -235,17 +235,12 @@ class Bus:
     ) -> AsyncIterator[dict | Overflow | None]:
         sent = last_event_id
         try:
-            if last_event_id is not None:
-                while True:  # replay from the log until it has nothing newer
-                    batch = await asyncio.to_thread(read_after, sent)
-                    for event in batch:
-                        sent = event["id"]
-                        if events.matches(globs, event["type"]):
-                            yield event
-                    if len(batch) < PAGE:
-                        break
-                    if follower.overflowed and self._tasks:  # live traffic filled the buffer
-                        follower = self.register(globs)  # meanwhile: the log has it all
+            async for event in replay((), last_event_id):  # the log, until nothing newer
+                sent = event["id"]
+                if events.matches(globs, event["type"]):
+                    yield event
+                if follower.overflowed and self._tasks:  # live traffic filled the buffer
+                    follower = self.register(globs)  # meanwhile: the log has it all
             while True:
                 if follower.buffer.empty():
                     try:

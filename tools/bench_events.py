@@ -759,6 +759,12 @@ def render_events(result: dict[str, Any]) -> str:
         parts = [c["server"], c["postgres"] if f["backend"] == "postgresql" else None]
         return " / ".join(num(v, ".0f") for v in [*parts, c["client"], c["other"]])
 
+    def server_cpu(f: dict[str, Any]) -> str:
+        cell = num(f["server_cpu_us_per_event"], ",.0f")
+        if f["backend"] == "postgresql":
+            cell += f" ({num(f['postgres_cpu_us_per_event'], ',.0f')})"
+        return cell
+
     c = result["config"]
     ingest_rows: list[tuple[str, ...]] = [
         (
@@ -775,9 +781,6 @@ def render_events(result: dict[str, Any]) -> str:
     ]
     for f in result["ingest"]:
         hub = f["target"] == "hub"
-        cpu_cell = num(f["server_cpu_us_per_event"], ",.0f")
-        if f["backend"] == "postgresql":
-            cpu_cell += f" ({num(f['postgres_cpu_us_per_event'], ',.0f')})"
         ingest_rows.append(
             (
                 f"{BACKEND_LABELS[f['backend']]}, {f['target']}",
@@ -785,7 +788,7 @@ def render_events(result: dict[str, Any]) -> str:
                 num(f["ratio_rps"]) if hub else "",
                 f"{f['p50_ms']:.2f} / {f['p99_ms']:.2f}",
                 f"{num(f['ratio_p50'])} / {num(f['ratio_p99'])}" if hub else "",
-                cpu_cell,
+                server_cpu(f),
                 num(f["ratio_cpu"]) if hub else "",
                 f"{f['non201']} / {f['socket_errors']}",
                 cpu(f),
@@ -807,9 +810,6 @@ def render_events(result: dict[str, Any]) -> str:
     ]
     for f in result["fanout"]:
         hub = f["target"] == "hub"
-        cpu_cell = num(f["server_cpu_us_per_event"], ",.0f")
-        if f["backend"] == "postgresql":
-            cpu_cell += f" ({num(f['postgres_cpu_us_per_event'], ',.0f')})"
         fan_rows.append(
             (
                 f"{BACKEND_LABELS[f['backend']]}, {f['target']}",
@@ -819,7 +819,7 @@ def render_events(result: dict[str, Any]) -> str:
                 f"{f['all_p50_ms']:.2f} / {f['all_p99_ms']:.2f}",
                 f"{f['post_p50_ms']:.2f} / {f['post_p99_ms']:.2f}",
                 num(f["achieved_rate"], ".1f"),
-                cpu_cell,
+                server_cpu(f),
                 num(f["ratio_cpu"]) if hub else "",
                 cpu(f),
             )

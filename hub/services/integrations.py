@@ -18,7 +18,6 @@ from hub import events, state
 from hub.crypto import SecretBox
 from hub.problems import Conflict, Unprocessable, require
 from hub.services.etags import check_if_match
-from hub.services.projects import etag
 from hub.services.providers import secret_key
 
 SECRETS = ("credentials", "webhook_secret")
@@ -116,7 +115,7 @@ def update(integration_id: str, body: dict, *, if_match: str | None) -> Integrat
             integration = require(
                 projects.get_integration(integration_id), "integration", integration_id
             )
-            check_if_match(if_match, etag(integration))
+            check_if_match(if_match, integration.etag)
             _check_project(plain["project_id"])
             unchanged = not secrets and all(
                 getattr(integration, name) == value for name, value in plain.items()

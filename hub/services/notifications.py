@@ -4,16 +4,32 @@ tool; read (ack) and dismissed by people."""
 from __future__ import annotations
 
 from db import notifications
-from db.base import new_id, utcnow, write_transaction
+from db.base import database, is_postgres, new_id, utcnow, write_transaction
 from db.notifications import Notification
 from hub.problems import require
 
 
 def create(
-    *, kind: str, severity: str, title: str, message: str = "", subject: str | None = None
+    *,
+    kind: str,
+    severity: str,
+    title: str,
+    message: str = "",
+    subject: str | None = None,
+    unless_unread: bool = False,
 ) -> Notification:
-    """Add a notification (joins the caller's transaction when there is one)."""
+    """Add a notification (joins the caller's transaction when there is one). With
+    ``unless_unread``, an unread notification of the same kind and subject stands for this
+    one and is returned instead: one notice per failing thing, not one per failure."""
     with write_transaction():
+        if unless_unread:
+            if is_postgres():  # two transactions must not both find none and both add one
+                database.execute_sql(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))",
+                    (f"notification {kind} {subject}",),
+                )
+            if (standing := notifications.unread_of(kind, subject)) is not None:
+                return standing
         return Notification.create(
             id=new_id("ntf"),
             kind=kind,

@@ -11,11 +11,6 @@ from hub.problems import Conflict, require
 from hub.services.etags import check_if_match
 
 
-def etag(row) -> str:
-    """The ETag of a versioned row (a project or an integration)."""
-    return f'"{row.version}"'
-
-
 def _fields(body: dict) -> dict:
     return {
         "name": body["name"],
@@ -51,7 +46,7 @@ def update(project_id: str, body: dict, *, if_match: str | None) -> Project:
     fields = _fields(body)
     with write_transaction():
         project = require(projects.get_project(project_id, lock=True), "project", project_id)
-        check_if_match(if_match, etag(project))
+        check_if_match(if_match, project.etag)
         if all(getattr(project, name) == value for name, value in fields.items()):
             return project
         for name, value in fields.items():

@@ -117,7 +117,7 @@ def update(schedule_id: str, body: dict, *, if_match: str | None) -> Schedule:
     now = utcnow()
     with write_transaction():
         schedule = get(schedule_id)
-        check_if_match(if_match, automation.etag(schedule))
+        check_if_match(if_match, schedule.etag)
         was_enabled, was_timing = schedule.enabled, (schedule.cron, schedule.timezone)
         if body.get("timezone") is not None:
             zone(body["timezone"])

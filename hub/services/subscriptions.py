@@ -24,9 +24,8 @@ import peewee
 
 from db import events as db_events
 from db import subscriptions
-from db.base import database, is_postgres, new_id, utcnow, write_transaction
+from db.base import claim_first, database, new_id, utcnow, write_transaction
 from db.dead_letters import DeadLetter
-from db.notifications import Notification
 from db.subscriptions import Delivery, Subscription
 from hub import events as event_log
 from hub import state
@@ -183,22 +182,14 @@ def claim(owner: str, lease_seconds: float) -> Delivery | None:
         if not source.exists():  # idle: no write lock taken just to find nothing
             return None
         with write_transaction():
-            best = source.select(Delivery.id).limit(1)
-            if is_postgres():
-                best = best.for_update(skip_locked=True)
-            claimed = list(
-                Delivery.update(
-                    lease_owner=owner,
-                    lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
-                    attempts=Delivery.attempts + 1,
-                )
-                .where(Delivery.id == best)
-                .returning(Delivery)
-                .execute()
+            delivery = claim_first(
+                source,
+                lease_owner=owner,
+                lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+                attempts=Delivery.attempts + 1,
             )
-            if not claimed:
+            if delivery is None:
                 return None
-            delivery = claimed[0]
             if delivery.attempts <= max_attempts:
                 return delivery
             # Its holder stopped during the last attempt.
@@ -301,24 +292,14 @@ def _fail_for_good(
 
 def _notify(delivery: Delivery, error: str) -> None:
     """One unread notification per failing subscription, not one per dead delivery."""
-    if is_postgres():  # deliveries of one subscription fail in parallel: check-then-create
-        Subscription.select(Subscription.id).where(
-            Subscription.id == delivery.subscription_id
-        ).for_update().execute()
-    unread = Notification.select().where(
-        (Notification.kind == "delivery_failed")
-        & (Notification.subject == delivery.subscription_id)
-        & Notification.read_at.is_null()
-        & Notification.dismissed_at.is_null()
+    notifications.create(
+        kind="delivery_failed",
+        severity="error",
+        title=f"Deliveries to subscription {delivery.subscription_id} are failing",
+        message=f"Delivery {delivery.id} ({delivery.event_type}) failed for good: {error}",
+        subject=delivery.subscription_id,
+        unless_unread=True,
     )
-    if not unread.exists():
-        notifications.create(
-            kind="delivery_failed",
-            severity="error",
-            title=f"Deliveries to subscription {delivery.subscription_id} are failing",
-            message=f"Delivery {delivery.id} ({delivery.event_type}) failed for good: {error}",
-            subject=delivery.subscription_id,
-        )
 
 
 def hand_back(delivery: Delivery) -> None:

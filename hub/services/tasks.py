@@ -22,7 +22,7 @@ import peewee
 
 from db import agents, tasks
 from db.approvals import Approval
-from db.base import is_postgres, new_id, utcnow, write_transaction
+from db.base import claim_first, new_id, utcnow, write_transaction
 from db.base import iso as db_iso
 from db.dead_letters import DeadLetter
 from db.tasks import PRIORITIES, Task
@@ -197,25 +197,17 @@ def claim(worker_id: str, lease_seconds: float) -> Task | None:
             if not source.exists():  # idle: no write lock taken just to find nothing
                 return None
         with write_transaction():
-            best = source.select(Task.id).limit(1)
-            if is_postgres():
-                best = best.for_update(skip_locked=True)
-            claimed = list(
-                Task.update(
-                    status="running",
-                    lease_owner=worker_id,
-                    lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
-                    attempts=Task.attempts + 1,
-                    started_at=peewee.fn.COALESCE(Task.started_at, now),
-                    updated_at=now,
-                )
-                .where(Task.id == best)
-                .returning(Task)
-                .execute()
+            task = claim_first(
+                source,
+                status="running",
+                lease_owner=worker_id,
+                lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+                attempts=Task.attempts + 1,
+                started_at=peewee.fn.COALESCE(Task.started_at, now),
+                updated_at=now,
             )
-            if not claimed:
+            if task is None:
                 return None
-            task = claimed[0]
             if task.attempts <= task.max_attempts and not task.cancel_requested:
                 _event("started", task, worker=worker_id)
                 return task

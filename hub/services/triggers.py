@@ -73,7 +73,7 @@ def replace(trigger_id: str, body: dict, *, if_match: str | None) -> Trigger:
     last error stay."""
     with write_transaction():
         trigger = get(trigger_id)
-        check_if_match(if_match, automation.etag(trigger))
+        check_if_match(if_match, trigger.etag)
         for name, value in _fields(body).items():
             setattr(trigger, name, value)
         trigger.version += 1

@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from collections import OrderedDict
-
-from starlette.responses import StreamingResponse
-
 from db import events as db_events
 from db.events import Event
 from db.pagination import page
 from hub import context, eventbus, events, state, timeparse
-from hub.eventbus import Overflow
 from hub.problems import ServiceUnavailable, require
-from hub.streaming import KEEPALIVE_SECONDS, frame
+from hub.streaming import KEEPALIVE_SECONDS, log_stream
 
 MAX_ID = 2**63 - 1
-
-
-_FRAMES: OrderedDict[tuple[int, str], bytes] = OrderedDict()
-_FRAMES_KEPT = 2048
-
-
-def _encoded(event: dict) -> bytes:
-    """The SSE frame of an event, encoded once for all the streams that send it (the bus
-    hands every follower the same event). Keyed by id and trace id: one process may serve
-    several databases (tests), whose ids repeat."""
-    key = (event["id"], event["trace_id"])
-    encoded = _FRAMES.get(key)
-    if encoded is None:
-        encoded = _FRAMES[key] = frame(event["id"], event)
-        if len(_FRAMES) > _FRAMES_KEPT:
-            _FRAMES.popitem(last=False)
-    return encoded
 
 
 def list_events(
@@ -92,19 +69,4 @@ async def stream_events(types=None, last_event_id=None, follow=True):
     else:
         updates = eventbus.replay(globs, resume)
 
-    async def body():
-        async for item in updates:
-            if item is None:
-                yield b": keep-alive\n\n"
-            elif isinstance(item, Overflow):
-                data = json.dumps({"type": "overflow", "last_event_id": item.last_event_id})
-                yield f"event: overflow\ndata: {data}\n\n".encode()
-                return
-            else:
-                yield _encoded(item)
-
-    return StreamingResponse(
-        body(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return log_stream(updates)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.responses import StreamingResponse
 
 KEEPALIVE_SECONDS = 15.0
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering
 _END = object()
 
 
@@ -67,5 +69,47 @@ def event_stream(
     return StreamingResponse(
         body(),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers=SSE_HEADERS,
+    )
+
+
+# --- the event log's stream ---------------------------------------------------------------
+
+_FRAMES: OrderedDict[tuple[int, str], bytes] = OrderedDict()
+_FRAMES_KEPT = 2048
+
+
+def event_frame(event: dict) -> bytes:
+    """The SSE frame of a logged event, encoded once for all the streams that send it (the
+    bus hands every follower the same event). Keyed by id and trace id: one process may
+    serve several databases (tests), whose ids repeat."""
+    key = (event["id"], event["trace_id"])
+    encoded = _FRAMES.get(key)
+    if encoded is None:
+        encoded = _FRAMES[key] = frame(event["id"], event)
+        if len(_FRAMES) > _FRAMES_KEPT:
+            _FRAMES.popitem(last=False)
+    return encoded
+
+
+def log_stream(updates: AsyncIterator) -> StreamingResponse:
+    """The SSE response of ``hub.eventbus`` updates: an event (its frame), ``None`` (a
+    keep-alive comment) or an ``Overflow`` (an ``overflow`` message, then the end)."""
+    from hub.eventbus import Overflow
+
+    async def body() -> AsyncIterator[bytes]:
+        async for item in updates:
+            if item is None:
+                yield b": keep-alive\n\n"
+            elif isinstance(item, Overflow):
+                data = json.dumps({"type": "overflow", "last_event_id": item.last_event_id})
+                yield f"event: overflow\ndata: {data}\n\n".encode()
+                return
+            else:
+                yield event_frame(item)
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
     )

@@ -10,59 +10,27 @@ first receipt and nothing new; two identical deliveries racing each other meet a
 unique index, and the loser answers as a duplicate.
 
 The receipt keeps the id of its ``webhook.received`` event, which the event log assigns only
-when it writes its batch, in its finalizer just before COMMIT. So the receipt is inserted
-with ``event_id = 0`` (the insert is also what detects a replay, before any other work) and
-this module's own finalizer, registered after the event log's (this module imports it
-first), sets the id in the same transaction: no reader ever sees the placeholder.
+when it writes its batch, just before COMMIT. So the receipt is inserted with
+``event_id = 0`` (the insert is also what detects a replay, before any other work) and
+``events.when_written`` sets the id in the same transaction: no reader ever sees the
+placeholder.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping
 
 import peewee
 
-from db import base as db_base
 from db import projects
-from db.base import before_commit, utcnow, write_transaction
+from db.base import utcnow, write_transaction
 from db.projects import Integration, WebhookReceipt
 from hub import events, webhook_signatures
-from hub.events import Emitted
 from hub.problems import NotFound, Unauthorized
 from hub.services import event_mappings, integrations
 
 RECEIVED = "webhook.received"
-
-
-class _Links(threading.local):
-    """Receipts written by this thread's transaction, waiting for their event's id."""
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[int, Emitted]] = []
-
-
-_links = _Links()
-
-
-def _link_receipts() -> None:
-    """Finalizer of every outermost write transaction, run after the event log's: the
-    ``webhook.received`` events have their ids now."""
-    if not _links.pending:
-        return
-    pending, _links.pending = _links.pending, []
-    for receipt_id, event in pending:
-        # A link outlives its transaction only when the event log's finalizer failed and the
-        # transaction rolled back: its event then has no id (or one that was rolled back with
-        # the receipt), and a later receipt reusing the row id is linked again after this.
-        if event.id is not None:
-            WebhookReceipt.update(event_id=event.id).where(
-                WebhookReceipt.id == receipt_id
-            ).execute()
-
-
-db_base.add_finalizer(_link_receipts)
 
 
 def _unauthorized(detail: str) -> Unauthorized:
@@ -134,7 +102,13 @@ def receive(slug: str, headers: Mapping[str, str], raw: bytes) -> tuple[dict, bo
                 events.emit(
                     mapped, source=kind, subject=slug, payload=payload, trace_id=received.trace_id
                 )
-            before_commit(lambda: _links.pending.append((receipt.id, received)))
+            events.when_written(
+                lambda: (
+                    WebhookReceipt.update(event_id=received.id)
+                    .where(WebhookReceipt.id == receipt.id)
+                    .execute()
+                )
+            )
     except peewee.IntegrityError:  # the same delivery, committed by a concurrent request
         return _duplicate(integration, delivery_id), False
     receipt.event_id = received.id

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test check bench codegen format clean
+.PHONY: run test test-fast check bench bench-smoke codegen format clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,14 +20,23 @@ test: $(STAMP)  ## every test, SQLite and a throwaway PostgreSQL, one pytest wor
 	tools/ensure_postgres.sh
 	$(PY) -m pytest -n auto --dist worksteal
 
+test-fast: $(STAMP)  ## the inner loop: SQLite only, no contract fuzzing, no subprocess hubs
+	AETHER_TEST_BACKENDS=sqlite $(PY) -m pytest -n auto --dist worksteal -m "not slow" \
+		--ignore=tests/test_contract.py
+
 check: $(STAMP)  ## lint, format, codegen drift, contract rules
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) tools/codegen.py --check
 	$(PY) tools/check_spec.py
 
-bench: $(STAMP)  ## measure the hub against a bare Starlette + Peewee app
-	$(PY) tools/bench.py $(BENCH_ARGS)
+bench: $(STAMP)  ## measure the hub beside its references (python -m bench --help)
+	tools/ensure_postgres.sh
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-smoke: $(STAMP)  ## every bench scenario at tiny sizes: does the bench still work?
+	tools/ensure_postgres.sh
+	$(PY) -m bench --smoke
 
 codegen: $(STAMP)  ## regenerate generated/ from openapi.yaml
 	$(PY) tools/codegen.py

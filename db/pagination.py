@@ -8,7 +8,7 @@ from typing import Any
 
 import peewee
 
-from hub.problems import ValidationFailed
+from hub.core.problems import ValidationFailed
 
 
 def encode_cursor(value: Any) -> str:

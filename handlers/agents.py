@@ -7,8 +7,8 @@ from db.agents import Agent, AgentVersion
 from db.pagination import page
 from generated.models import AgentClone, AgentCreate, AgentUpdate
 from handlers import body_fields
-from hub import context
-from hub.problems import require
+from hub.core.problems import require
+from hub.http import context
 from hub.services import agents as service
 
 

@@ -7,9 +7,10 @@ from starlette.concurrency import run_in_threadpool
 from db import approvals as db_approvals
 from db.approvals import Approval
 from db.pagination import page
-from hub import context
-from hub.problems import Conflict, require
-from hub.services import approvals, chat
+from hub.core.problems import Conflict, require
+from hub.engine import turns as chat
+from hub.http import context
+from hub.services import approvals
 
 
 def list_approvals(limit=50, cursor=None, status=None):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from db import audit
 from db.audit import AuditEntry
 from db.pagination import page
+from hub.core.timeparse import parse_timestamp
 from hub.services import audit as service
-from hub.timeparse import parse_timestamp
 
 
 def list_audit_log(limit=50, cursor=None, actor=None, action=None, resource=None, since=None):

@@ -6,9 +6,10 @@ from db import api_keys
 from db.api_keys import ApiKey
 from db.pagination import page
 from generated.models import ApiKeyCreate
-from hub import context, state
-from hub.problems import require
+from hub.core.problems import require
+from hub.http import context
 from hub.services import keys
+from hub.settings import current_settings
 
 
 async def get_me():
@@ -40,5 +41,5 @@ def get_api_key(key_id):
 
 def revoke_api_key(key_id):
     """Revoke an API key, effective at once."""
-    keys.revoke(key_id, admin_token_set=bool(state.runtime().settings.admin_token))
+    keys.revoke(key_id, admin_token_set=bool(current_settings().admin_token))
     return None, 204

@@ -5,9 +5,13 @@ from __future__ import annotations
 from db import events as db_events
 from db.events import Event
 from db.pagination import page
-from hub import context, eventbus, events, state, timeparse
-from hub.problems import ServiceUnavailable, require
-from hub.streaming import KEEPALIVE_SECONDS, log_stream
+from hub.core import timeparse
+from hub.core.problems import ServiceUnavailable, require
+from hub.events import bus as eventbus
+from hub.events import log as events
+from hub.http import context
+from hub.http.sse import KEEPALIVE_SECONDS, log_stream
+from hub.runtime import instance
 
 MAX_ID = 2**63 - 1
 
@@ -23,7 +27,7 @@ def list_events(
     after_id=None,
 ):
     """The event log, newest first."""
-    query = events.listing(
+    query = db_events.listing(
         types=events.parse_globs(type),
         source=source,
         subject=subject,
@@ -43,7 +47,7 @@ def push_event(body):
 
 def list_event_types():
     """The event types in the log, with counts."""
-    return {"items": events.type_counts()}, 200
+    return {"items": db_events.type_counts()}, 200
 
 
 def get_event(event_id):
@@ -59,7 +63,7 @@ async def stream_events(types=None, last_event_id=None, follow=True):
         resume = min(resume, MAX_ID)
     globs = events.parse_globs(types)
     if follow:
-        bus = state.runtime().bus
+        bus = instance.current().bus
         if bus is None:
             raise ServiceUnavailable(
                 "This hub is not serving live events now; try again or use follow=false.",

@@ -8,8 +8,8 @@ from db.pagination import page
 from db.projects import Integration
 from generated.models import IntegrationCreate
 from handlers import body_fields
-from hub import context
-from hub.problems import require
+from hub.core.problems import require
+from hub.http import context
 from hub.services import integrations as service
 
 

@@ -8,7 +8,7 @@ from db.memories import Memory, MemoryLink
 from db.pagination import page
 from generated.models import MemoryCreate, MemoryLinkCreate, MemoryPut, MemorySearch
 from handlers import body_fields
-from hub import context
+from hub.http import context
 from hub.services import memory
 
 

@@ -7,8 +7,8 @@ from db.pagination import page
 from db.projects import Project
 from generated.models import ProjectCreate
 from handlers import body_fields
-from hub import context
-from hub.problems import require
+from hub.core.problems import require
+from hub.http import context
 from hub.services import projects as service
 
 

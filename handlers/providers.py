@@ -6,7 +6,7 @@ from starlette.concurrency import run_in_threadpool
 
 from generated.models import ProviderPut
 from handlers import body_fields
-from hub import context
+from hub.http import context
 from hub.services import providers
 
 

@@ -9,9 +9,12 @@ from db.pagination import page
 from db.sessions import Message, Session, Turn
 from generated.models import MessageCreate, MessageEdit, SessionCreate, SessionUpdate
 from handlers import body_fields
-from hub import context, state, streaming
-from hub.problems import require
-from hub.services import chat
+from hub.core import generations
+from hub.core.problems import require
+from hub.engine import turns
+from hub.http import context
+from hub.http import sse as streaming
+from hub.services import sessions as service
 
 JSON = {"Content-Type": "application/json"}
 
@@ -31,7 +34,7 @@ def list_sessions(limit=50, cursor=None, agent_id=None, status=None):
 def create_session(body):
     """Start a conversation with an agent."""
     request = SessionCreate.model_validate(body)
-    session = chat.create_session(
+    session = service.create_session(
         request.agent_id.root,
         request.title or "",
         request.metadata.root if request.metadata else {},
@@ -49,19 +52,19 @@ def get_session(session_id):
 def update_session(session_id, body):
     """Change a conversation's title or metadata."""
     changes = body_fields(SessionUpdate, body)
-    session = chat.update_session(session_id, changes, if_match=context.header("If-Match"))
+    session = service.update_session(session_id, changes, if_match=context.header("If-Match"))
     return session.to_api(), 200, {"ETag": session.etag}
 
 
 def delete_session(session_id):
     """Delete a conversation with its messages and turns."""
-    chat.delete_session(session_id)
+    service.delete_session(session_id)
     return None, 204
 
 
 def close_session(session_id):
     """Close a conversation; it then refuses new messages."""
-    return chat.close_session(session_id).to_api(), 200
+    return service.close_session(session_id).to_api(), 200
 
 
 def list_messages(session_id, limit=50, cursor=None):
@@ -74,29 +77,29 @@ def list_messages(session_id, limit=50, cursor=None):
 async def send_message(session_id, body):
     """Send a message and get the agent's reply (JSON, or SSE when streaming)."""
     request = MessageCreate.model_validate(body)
-    plan = await run_in_threadpool(chat.plan_turn, session_id, content=request.content)
+    plan = await run_in_threadpool(turns.plan_turn, session_id, content=request.content)
     if streaming.wants_stream(context.header("Accept"), request.stream):
-        generations = state.runtime().generations
-        return streaming.event_stream(lambda sink: chat.generate(plan, sink), generations.spawn)
-    return _reply(await chat.reply(plan)), 200, JSON
+        spawn = generations.current().spawn
+        return streaming.event_stream(lambda sink: turns.generate(plan, sink), spawn)
+    return _reply(await turns.reply(plan)), 200, JSON
 
 
 async def edit_message(session_id, message_id, body):
     """Edit a user message; later messages are dropped and the reply regenerated."""
     request = MessageEdit.model_validate(body)
-    plan = await run_in_threadpool(chat.prepare_edit, session_id, message_id, request.content)
-    return _reply(await chat.reply(plan)), 200
+    plan = await run_in_threadpool(turns.prepare_edit, session_id, message_id, request.content)
+    return _reply(await turns.reply(plan)), 200
 
 
 async def stop_generation(session_id):
     """Stop the reply being generated, keeping what was produced."""
-    return await run_in_threadpool(chat.stop, session_id), 200
+    return await run_in_threadpool(turns.stop, session_id), 200
 
 
 async def retry_reply(session_id):
     """Regenerate the last reply."""
-    plan = await run_in_threadpool(chat.prepare_retry, session_id)
-    return _reply(await chat.reply(plan)), 200
+    plan = await run_in_threadpool(turns.prepare_retry, session_id)
+    return _reply(await turns.reply(plan)), 200
 
 
 def list_session_turns(session_id, limit=50, cursor=None):

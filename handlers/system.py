@@ -6,8 +6,9 @@ from starlette.responses import Response
 
 from db import system as db_system
 from db.pagination import page
-from hub import context, metrics
-from hub.services import system
+from hub.core import metrics
+from hub.http import context
+from hub.runtime import reports
 
 
 async def get_liveness():
@@ -17,7 +18,7 @@ async def get_liveness():
 
 def get_readiness():
     """Whether this hub can take traffic, check by check."""
-    report, ready = system.readiness()
+    report, ready = reports.readiness()
     return report, 200 if ready else 503
 
 
@@ -28,22 +29,22 @@ async def get_metrics():
 
 def get_status():
     """Version, uptime and component health."""
-    return system.status(), 200
+    return reports.status(), 200
 
 
 async def get_config():
     """Effective settings, secrets redacted."""
-    return system.config(), 200
+    return reports.config(), 200
 
 
 def update_config(body):
     """Change runtime-tunable settings."""
-    return system.update_config(body), 200
+    return reports.update_config(body), 200
 
 
 def get_runtime():
     """This hub instance right now."""
-    return system.runtime_report(), 200
+    return reports.runtime_report(), 200
 
 
 def list_instances(limit=50, cursor=None):
@@ -51,14 +52,14 @@ def list_instances(limit=50, cursor=None):
     rows, next_cursor = page(
         db_system.instances(), db_system.Instance.id, limit=limit, cursor=cursor, descending=True
     )
-    return {"items": [system.instance_view(r) for r in rows], "next_cursor": next_cursor}, 200
+    return {"items": [reports.instance_view(r) for r in rows], "next_cursor": next_cursor}, 200
 
 
 def drain_runtime():
     """Stop taking new work and finish what runs."""
-    return system.drain(), 202
+    return reports.drain(), 202
 
 
 def get_agent_card():
     """The A2A agent card, built from the active agents."""
-    return system.agent_card(context.base_url()), 200
+    return reports.agent_card(context.base_url()), 200

@@ -7,9 +7,9 @@ from db.pagination import page
 from db.tasks import Task
 from generated.models import TaskCreate
 from handlers import body_fields
-from hub import context
-from hub.problems import require
-from hub.services import queue
+from hub.core.problems import require
+from hub.http import context
+from hub.runtime import reports
 from hub.services import tasks as service
 
 
@@ -47,4 +47,4 @@ def retry_task(task_id):
 
 def get_queue():
     """Queue depth per priority, running and waiting counts, oldest wait, workers."""
-    return queue.snapshot(), 200
+    return reports.queue_snapshot(), 200

@@ -9,9 +9,9 @@ from db.pagination import page
 from db.tools import ToolExecution
 from generated.models import ToolCreate
 from handlers import body_fields
-from hub import context
+from hub.http import context
 from hub.services import tools
-from hub.tools import Call
+from hub.services.toolkit import Call
 
 
 def list_tools(limit=50, cursor=None, kind=None):

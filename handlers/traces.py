@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from db import traces
-from hub.problems import require
+from hub.core.problems import require
 
 
 def get_trace(trace_id):

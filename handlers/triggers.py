@@ -7,7 +7,7 @@ from db.automation import Trigger
 from db.pagination import page
 from generated.models import TriggerCreate
 from handlers import body_fields
-from hub import context
+from hub.http import context
 from hub.services import triggers
 
 

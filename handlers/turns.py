@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from db import sessions
 from generated.models import FeedbackPut
-from hub.problems import NotFound, require
-from hub.services import chat
+from hub.core.problems import NotFound, require
+from hub.services import sessions as service
 
 
 def get_turn(turn_id):
@@ -24,4 +24,5 @@ def get_turn_feedback(turn_id):
 def put_turn_feedback(turn_id, body):
     """Grade a turn (1-5) with an optional comment; replaces earlier feedback."""
     request = FeedbackPut.model_validate(body)
-    return chat.put_feedback(turn_id, request.grade, request.comment or "").feedback_to_api(), 200
+    turn = service.put_feedback(turn_id, request.grade, request.comment or "")
+    return turn.feedback_to_api(), 200

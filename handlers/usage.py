@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from db import sessions
-from hub.problems import require
+from hub.core.problems import require
 from hub.services import usage
 
 

@@ -9,62 +9,34 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
-import json
 import logging
 from functools import partial
 
-import connexion.frameworks.starlette as connexion_starlette
 from connexion import AsyncApp
 from connexion.middleware import ConnexionMiddleware
 from connexion.middleware.request_validation import RequestValidationMiddleware
 from connexion.middleware.response_validation import ResponseValidationMiddleware
 from connexion.middleware.security import SecurityMiddleware
-from connexion.operations import OpenAPIOperation
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
-from connexion.spec import OpenAPISpecification
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Router, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from db import base as db_base
 from db import providers as db_providers
-from hub import errors, logs, spec, state, ws
-from hub.middleware import EdgeMiddleware, PolicyMiddleware
-from hub.problems import PROBLEM_JSON
-from hub.runtime import Runtime
+from hub.core import logs, spec
+from hub.http import connexion_fixes, errors
+from hub.http import websocket as ws
+from hub.http.middleware import EdgeMiddleware, PolicyMiddleware
+from hub.http.ratelimit import RateLimiter
+from hub.http.validation import validator_map
+from hub.runtime import instance
+from hub.runtime.instance import Runtime
 from hub.services import keys, memory, providers
 from hub.settings import Settings
-from hub.validation import validator_map
 
 log = logging.getLogger("aether.app")
-
-# Route every path parameter as a plain string and let validation type it: Connexion's typed
-# route converters turn `/versions/abc/promote` into a 404 instead of a 400 naming the field.
-connexion_starlette.PATH_PARAMETER_CONVERTERS = {"path": "path"}
-
-# Handlers only ever produce the success media type; problem+json comes from the error
-# handlers. Without this, an operation that declares both makes Connexion refuse every plain
-# dict a handler returns ("Multiple response content types"), and a 204 would be labelled a
-# problem.
-OpenAPIOperation.produces = property(lambda self: [t for t in self._produces if t != PROBLEM_JSON])
-
-
-# Connexion validates the whole document against the OpenAPI meta-schema each time an app is
-# built (~0.2 s). `make check` validates it too; within a process, validate a document once.
-_validate_spec = OpenAPISpecification._validate_spec.__func__
-_validated: set[str] = set()
-
-
-def _validate_spec_once(cls, raw_spec) -> None:
-    fingerprint = hashlib.sha256(json.dumps(raw_spec, sort_keys=True).encode()).hexdigest()
-    if fingerprint not in _validated:
-        _validate_spec(cls, raw_spec)
-        _validated.add(fingerprint)
-
-
-OpenAPISpecification._validate_spec = classmethod(_validate_spec_once)
 
 
 class TagResolver(Resolver):
@@ -92,9 +64,10 @@ class Hub:
 
 def _middlewares(runtime: Runtime, validate_responses: bool) -> list:
     stack = []
+    limiter = RateLimiter()  # per key, shared by every request of this app
     for middleware in ConnexionMiddleware.default_middlewares:
         if middleware is SecurityMiddleware:
-            stack.append(partial(PolicyMiddleware, runtime=runtime))
+            stack.append(partial(PolicyMiddleware, runtime=runtime, rate_limiter=limiter))
         elif middleware is ResponseValidationMiddleware and not validate_responses:
             continue
         else:
@@ -117,13 +90,14 @@ def build_runtime(settings: Settings) -> Runtime:
     prepare_database(settings)
     runtime = Runtime(settings)
     runtime.register()
-    state.set_runtime(runtime)
-    runtime.providers = providers.new_registry()
-    loaded = [providers.load(runtime.providers, settings)]
+    instance.install(runtime)
+    registry = providers.new_registry()
+    providers.install_registry(registry)
+    loaded = [providers.load(registry, settings)]
 
     def reload_providers() -> None:  # another instance may have changed the stored set
         if db_providers.signature() != loaded[0]:
-            loaded[0] = providers.load(runtime.providers, settings)
+            loaded[0] = providers.load(registry, settings)
 
     runtime.on_beat.append(reload_providers)
     runtime.on_beat.append(memory.sweep)  # expired memories: invisible at once, deleted here
@@ -132,6 +106,7 @@ def build_runtime(settings: Settings) -> Runtime:
 
 
 def create_app(settings: Settings | None = None) -> Hub:
+    connexion_fixes.apply()
     settings = settings or Settings.from_env()
     runtime = build_runtime(settings)
     runtime.bootstrap_secret = keys.ensure_bootstrap_key(settings.admin_token)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
 
+import uvicorn
+
+from db import base
+from hub.app import build_runtime, create_app
+from hub.services import keys
 from hub.settings import Settings
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from hub.app import create_app
-
     settings = settings.replace(
         host=args.host or settings.host, port=args.port if args.port else settings.port
     )
@@ -45,11 +48,6 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     """Run task workers without serving HTTP, until SIGTERM or SIGINT."""
-    import asyncio
-    import signal
-
-    from hub.app import build_runtime
-
     count = args.count if args.count else max(settings.workers, 1)
     runtime = build_runtime(settings.replace(workers=count))
 
@@ -72,8 +70,6 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from db import base
-
     base.open_database(settings.effective_database_url)
     applied = base.migrate()
     for name, _ in base.migration_status():
@@ -82,9 +78,6 @@ def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def _create_key(settings: Settings, args: argparse.Namespace) -> int:
-    from db import base
-    from hub.services import keys
-
     base.open_database(settings.effective_database_url)
     base.migrate()
     key, secret = keys.create(args.name, args.role, created_by="cli")

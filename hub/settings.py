@@ -136,3 +136,22 @@ def redact_url(url: str) -> str:
     creds, host = rest.rsplit("@", 1)
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+# --- the settings in force in this process -------------------------------------------------
+# ``create_app`` installs them; the runtime re-installs them when runtime-tunable keys change
+# (``PATCH /api/v1/config``, or another instance's change picked up at a heartbeat). Services
+# read them here instead of reaching for the runtime.
+
+_current: Settings | None = None
+
+
+def install(settings: Settings) -> None:
+    global _current
+    _current = settings
+
+
+def current_settings() -> Settings:
+    if _current is None:
+        raise RuntimeError("create_app() has not run in this process")
+    return _current

@@ -6,7 +6,6 @@ Tests that take ``settings`` (directly or through ``app``/``client``) run once p
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import os
 import shutil
@@ -21,15 +20,18 @@ with warnings.catch_warnings():  # starlette warns that it prefers httpx2 to htt
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from connexion.spec import Specification
-
 from db import base as db_base
 from hub.app import create_app
 from hub.services import keys
 from hub.settings import Settings
-from tests.pgserver import PgServer, find_pg_bindir, ram_tmpdir, remove_stale_clusters
+from tools.pgserver import PgServer, find_pg_bindir, ram_tmpdir, remove_stale_clusters
 
-BACKENDS = ("sqlite", "postgresql")
+# ``make test`` runs every backend; ``make test-fast`` sets AETHER_TEST_BACKENDS=sqlite.
+BACKENDS = tuple(
+    name.strip()
+    for name in os.environ.get("AETHER_TEST_BACKENDS", "sqlite,postgresql").split(",")
+    if name.strip()
+)
 PG_TEMPLATE = "aether_template"
 RAM_DIR = ram_tmpdir()
 
@@ -47,28 +49,6 @@ def pytest_configure(config):
         raise pytest.UsageError("CI needs PostgreSQL binaries (tools/ensure_postgres.sh)")
     if RAM_DIR and not os.environ.get("TMPDIR") and not config.option.basetemp:
         tempfile.tempdir = RAM_DIR
-
-
-# Connexion parses and resolves the whole contract for every app (~40 ms); tests build one
-# app each. The parsed specification is read-only to Connexion (every middleware of an app
-# already shares one), so the tests share it between apps built from an identical document.
-_load_specification = Specification.load.__func__
-_specifications: list[tuple[type, dict, Specification]] = []
-
-
-def _load_specification_once(cls, spec, *, arguments=None):
-    if not isinstance(spec, dict) or arguments:
-        return _load_specification(cls, spec, arguments=arguments)
-    for owner, raw, built in _specifications:
-        if owner is cls and raw == spec:
-            return built
-    raw = copy.deepcopy(spec)
-    built = _load_specification(cls, spec)
-    _specifications.append((cls, raw, built))
-    return built
-
-
-Specification.load = classmethod(_load_specification_once)
 
 
 @pytest.fixture(scope="session")

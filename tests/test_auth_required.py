@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from hub import spec
+from hub.core import spec
 
 POLICIES = sorted(spec.policies().values(), key=lambda p: (p.path, p.method))
 SAMPLE = {

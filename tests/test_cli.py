@@ -16,7 +16,7 @@ def test_migrate_then_create_key(tmp_path, monkeypatch, capsys):
     secret = re.search(r"secret \(shown once\): (\S+)", out).group(1)
     assert secret.startswith("aeth_")
 
-    from hub.auth import authenticate
+    from hub.services.auth import authenticate
 
     principal = authenticate(secret, admin_token="")
     assert (principal.name, principal.role) == ("ops", "operator")

@@ -35,10 +35,11 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
 from db import base as db_base
-from hub import spec
 from hub.app import create_app
+from hub.core import spec
 from hub.services import keys
 from hub.settings import Settings
+from tests.conftest import BACKENDS
 
 
 class BoundApp:
@@ -67,7 +68,7 @@ schema.config.checks.positive_data_acceptance.expected_statuses = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def contract_hub(request, tmp_path_factory):
     """One hub per backend for the whole module, with an admin key."""
     if request.param == "sqlite":

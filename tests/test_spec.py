@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from hub import spec
+from hub.core import spec
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL server binaries (initdb, pg_ctl, postgres) exist: the tests start their
-# own throwaway servers from them (tests/pgserver.py). Installs Debian's package when missing.
+# own throwaway servers from them (tools/pgserver.py). Installs Debian's package when missing.
 set -euo pipefail
 
 if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || [ -n "${AETHER_PG_BINDIR:-}" ]; then

@@ -7,8 +7,9 @@ import peewee
 from db import agents
 from db.agents import CONFIG_FIELDS, Agent, AgentVersion
 from db.base import utcnow, write_transaction
-from hub import events, spec
-from hub.problems import Conflict, NotFound, require
+from hub.core import spec
+from hub.core.problems import Conflict, NotFound, require
+from hub.events import log as events
 from hub.services.etags import check_if_match
 
 DEFAULTS = {

@@ -14,9 +14,10 @@ from db.approvals import Approval
 from db.base import iso, new_id, utcnow, write_transaction
 from db.sessions import Turn
 from db.tasks import Task
-from hub import events, state
-from hub.problems import Conflict, require
+from hub.core.problems import Conflict, require
+from hub.events import log as events
 from hub.services import notifications, tasks
+from hub.settings import current_settings
 
 
 def request(
@@ -30,7 +31,7 @@ def request(
 ) -> Approval:
     """A pending approval and its notification (inside the caller's transaction)."""
     now = utcnow()
-    ttl = state.runtime().settings.approval_ttl_seconds
+    ttl = current_settings().approval_ttl_seconds
     is_task = owner_id.startswith("tsk_")
     approval = Approval.create(
         id=new_id("apr"),
@@ -131,3 +132,31 @@ def expire_due(limit: int = 100) -> list[Approval]:
             if _settle(approval, "expired", None, "expired before a decision"):
                 done.append(approval)
     return done
+
+
+# --- the waiting side --------------------------------------------------------------------
+
+
+def pause_task(task: Task, loop_state: dict, outcome, write_steps):
+    """Wait for a person: store the loop's state and the approval; free the worker.
+    Returns the approval, or ``None`` when the lease was lost."""
+    try:
+        with write_transaction():
+            approval = outcome.approval
+            if approval is None:
+                approval = request(**outcome.ask)
+            done = tasks.fenced_update(
+                task, status="waiting_approval", approval_id=approval.id, loop_state=loop_state
+            )
+            if not done:
+                raise LeaseLost  # roll back the approval (and its events) too
+            write_steps()
+            task.status = "waiting_approval"
+            tasks.event("waiting_approval", task, approval_id=approval.id)
+    except LeaseLost:
+        return None
+    return approval
+
+
+class LeaseLost(Exception):
+    """The task's lease passed to another worker: roll the pause back."""

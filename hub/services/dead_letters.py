@@ -8,8 +8,8 @@ from __future__ import annotations
 from db import dead_letters
 from db.base import utcnow, write_transaction
 from db.dead_letters import DeadLetter
-from hub import deliveries, state
-from hub.problems import Conflict, require
+from hub.core import signals
+from hub.core.problems import Conflict, require
 from hub.services import subscriptions, tasks
 
 
@@ -30,9 +30,9 @@ def retry(dead_letter_id: str) -> DeadLetter:
         letter.status, letter.resolved_at = "retried", utcnow()
         letter.save()
     if letter.kind == "delivery":
-        deliveries.wake()
+        signals.deliveries_due.send()
     else:
-        state.runtime().wake_workers()
+        signals.tasks_ready.send()
     return letter
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.problems import PreconditionFailed
+from hub.core.problems import PreconditionFailed
 
 
 def check_if_match(if_match: str | None, etag: str) -> None:

@@ -14,8 +14,8 @@ import logging
 from db import projects
 from db.base import database, is_postgres, new_id, utcnow, write_transaction
 from db.projects import EventMapping
-from hub import jqfilter
-from hub.problems import Conflict, NotFound
+from hub.core import jqfilter
+from hub.core.problems import Conflict, NotFound
 
 log = logging.getLogger("aether.webhooks")
 

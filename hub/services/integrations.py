@@ -14,31 +14,26 @@ import peewee
 from db import projects
 from db.base import new_id, utcnow, write_transaction
 from db.projects import Integration
-from hub import events, state
-from hub.crypto import SecretBox
-from hub.problems import Conflict, Unprocessable, require
+from hub.core import crypto
+from hub.core.problems import Conflict, Unprocessable, require
+from hub.events import log as events
 from hub.services.etags import check_if_match
-from hub.services.providers import secret_key
 
 SECRETS = ("credentials", "webhook_secret")
-
-
-def _box() -> SecretBox:
-    return SecretBox(secret_key(state.runtime().settings))
 
 
 def webhook_secret(integration: Integration) -> str | None:
     """The integration's webhook secret in clear, or None when it has none."""
     if integration.webhook_secret_encrypted is None:
         return None
-    return _box().decrypt(integration.webhook_secret_encrypted)
+    return crypto.box().decrypt(integration.webhook_secret_encrypted)
 
 
 def credentials(integration: Integration) -> dict[str, str]:
     """The integration's credentials in clear (for code that calls the source)."""
     if integration.credentials_encrypted is None:
         return {}
-    return json.loads(_box().decrypt(integration.credentials_encrypted))
+    return json.loads(crypto.box().decrypt(integration.credentials_encrypted))
 
 
 def _plain_fields(body: dict) -> dict:
@@ -56,11 +51,12 @@ def _secret_fields(body: dict) -> dict:
     fields: dict = {}
     if "credentials" in body:
         values = body["credentials"] or {}
-        fields["credentials_encrypted"] = _box().encrypt(json.dumps(values)) if values else None
+        encrypted = crypto.box().encrypt(json.dumps(values)) if values else None
+        fields["credentials_encrypted"] = encrypted
         fields["credential_names"] = sorted(values)
     if "webhook_secret" in body:
         secret = body["webhook_secret"]
-        fields["webhook_secret_encrypted"] = _box().encrypt(secret) if secret else None
+        fields["webhook_secret_encrypted"] = crypto.box().encrypt(secret) if secret else None
     return fields
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from db import api_keys
 from db.api_keys import ApiKey
 from db.base import new_id, utcnow, write_transaction
-from hub.auth import generate_secret, hash_secret
-from hub.problems import Conflict, NotFound
+from hub.core.problems import Conflict, NotFound
+from hub.services.auth import generate_secret, hash_secret
 
 
 def create(name: str, role: str, created_by: str | None = None) -> tuple[ApiKey, str]:

@@ -18,8 +18,9 @@ import peewee
 from db import memories
 from db.base import utcnow, write_transaction
 from db.memories import Memory, MemoryLink
-from hub import embeddings, events
-from hub.problems import Conflict, NotFound, Unprocessable, ValidationFailed, require
+from hub.core.problems import Conflict, NotFound, Unprocessable, ValidationFailed, require
+from hub.events import log as events
+from hub.llm import embeddings
 from hub.services.etags import check_if_match
 
 OWNER = {"session": "session_id", "agent": "agent_id", "project": "project_id"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from db import notifications
 from db.base import database, is_postgres, new_id, utcnow, write_transaction
 from db.notifications import Notification
-from hub.problems import require
+from hub.core.problems import require
 
 
 def create(

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 from db import agents
 from db.base import new_id
-from hub import state
-from hub.problems import Conflict, NotFound, Problem, openai_error
-from hub.providers import (
+from hub.core.problems import Conflict, NotFound, Problem, openai_error
+from hub.llm import (
     ChatMessage,
     CompletionRequest,
     GuardedProvider,
@@ -25,7 +24,7 @@ from hub.providers import (
     Usage,
     collect,
 )
-from hub.services import usage
+from hub.services import providers, usage
 
 
 @dataclass
@@ -59,7 +58,7 @@ def list_models() -> dict:
         }
         for agent in agents.listing(status="active").order_by(agents.Agent.id)
     ]
-    for provider in state.runtime().providers:
+    for provider in providers.registry():
         data += [
             {
                 "id": f"{provider.id}/{name}",
@@ -81,7 +80,7 @@ def _text(content) -> str:
 def prepare(body: dict) -> Call:
     """Resolve the model and build the provider request (reads the agent: a worker thread)."""
     model = body["model"]
-    registry = state.runtime().providers
+    registry = providers.registry()
     messages = [
         ChatMessage(
             role="system" if m["role"] == "developer" else m["role"],

@@ -6,8 +6,8 @@ from __future__ import annotations
 from db import projects
 from db.base import new_id, utcnow, write_transaction
 from db.projects import Project
-from hub import events
-from hub.problems import Conflict, require
+from hub.core.problems import Conflict, require
+from hub.events import log as events
 from hub.services.etags import check_if_match
 
 

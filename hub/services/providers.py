@@ -1,7 +1,7 @@
 """The LLM providers this hub can call: built in, from the environment, or stored through the
 API (API keys encrypted with a key derived from ``AETHER_SECRET_KEY``).
 
-Each process keeps a registry (``runtime.providers``); writes update it at once, and every
+Each process keeps a registry (``registry()``); writes update it at once, and every
 other process reloads at its next heartbeat when the stored set changed.
 """
 
@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
 import time
-from pathlib import Path
 
 from db import providers as db_providers
 from db.base import utcnow, write_transaction
 from db.providers import ProviderConfig
-from hub import metrics, state
-from hub.crypto import SecretBox
-from hub.problems import Conflict, NotFound, Problem, Unprocessable
-from hub.providers import (
+from hub.core import crypto, metrics
+from hub.core.problems import Conflict, NotFound, Problem, Unprocessable
+from hub.llm import (
     BuiltinProvider,
     ChatMessage,
     CircuitBreaker,
@@ -30,30 +26,28 @@ from hub.providers import (
     collect,
     create_provider,
 )
-from hub.services import usage
+from hub.services import notifications, usage
 from hub.services.etags import check_if_match
-from hub.settings import Settings
+from hub.settings import Settings, current_settings
 
 log = logging.getLogger("aether.providers")
 BREAKER_VALUE = {"closed": 0, "half_open": 1, "open": 2}
 ENV_PROVIDER = "openai"  # the id of the provider AETHER_OPENAI_BASE_URL defines
 
 
-def secret_key(settings: Settings) -> str:
-    """``AETHER_SECRET_KEY``, or a random key kept in the data folder (made once, mode 0600).
+_registry: ProviderRegistry | None = None
 
-    Several machines sharing one PostgreSQL must set ``AETHER_SECRET_KEY`` to the same value.
-    """
-    if settings.secret_key:
-        return settings.secret_key
-    path = Path(settings.data_dir) / "secret.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32))
-        log.warning("generated a secret key for credential encryption", extra={"path": str(path)})
-    return path.read_text().strip()
+
+def registry() -> ProviderRegistry:
+    """This process's providers."""
+    if _registry is None:
+        raise RuntimeError("create_app() has not run in this process")
+    return _registry
+
+
+def install_registry(providers: ProviderRegistry) -> None:
+    global _registry
+    _registry = providers
 
 
 def new_registry() -> ProviderRegistry:
@@ -73,7 +67,6 @@ def new_registry() -> ProviderRegistry:
 
 def _notify_breaker_open(provider_id: str) -> None:
     """A notification that calls to a provider are paused (written off the event loop)."""
-    from hub.services import notifications
 
     def write() -> None:
         try:
@@ -123,7 +116,7 @@ def load(registry: ProviderRegistry, settings: Settings) -> tuple:
             continue
         key = None
         if config.api_key_encrypted:
-            box = box or SecretBox(secret_key(settings))
+            box = box or crypto.SecretBox(crypto.secret_key(settings))
             key = box.decrypt(config.api_key_encrypted)
         registry.register(_build(config, key))
     return db_providers.signature()
@@ -142,8 +135,7 @@ def _build(config: ProviderConfig, api_key: str | None):
 
 
 def view(provider_id: str) -> dict:
-    runtime = state.runtime()
-    guarded = runtime.providers.get(provider_id)
+    guarded = registry().get(provider_id)
     inner = guarded.provider
     config = db_providers.get(provider_id)
     breaker = guarded.breaker
@@ -151,7 +143,7 @@ def view(provider_id: str) -> dict:
     return {
         "id": provider_id,
         "kind": inner.kind,
-        "source": source_of(provider_id, runtime.settings),
+        "source": source_of(provider_id, current_settings()),
         "base_url": getattr(inner, "base_url", None),
         "models": inner.models(),
         "has_api_key": bool(getattr(inner, "has_api_key", False)),
@@ -165,16 +157,15 @@ def view(provider_id: str) -> dict:
 
 
 def views() -> list[dict]:
-    return [view(provider_id) for provider_id in state.runtime().providers.ids()]
+    return [view(provider_id) for provider_id in registry().ids()]
 
 
 def put(provider_id: str, body: dict, *, if_match: str | None) -> tuple[dict, bool]:
     """Create or replace a stored provider; ``api_key`` is write-only (absent: keep it)."""
-    runtime = state.runtime()
-    if source_of(provider_id, runtime.settings) != "api":
+    source = source_of(provider_id, current_settings())
+    if source != "api":
         raise Conflict(
-            f"Provider {provider_id!r} is defined by the {source_of(provider_id, runtime.settings)}"
-            " and cannot be changed here.",
+            f"Provider {provider_id!r} is defined by the {source} and cannot be changed here.",
             code="provider_read_only",
         )
     now = utcnow()
@@ -192,41 +183,36 @@ def put(provider_id: str, body: dict, *, if_match: str | None) -> tuple[dict, bo
         config.read_timeout = body.get("read_timeout", 120.0)
         if "api_key" in body:
             key = body["api_key"]
-            config.api_key_encrypted = (
-                SecretBox(secret_key(runtime.settings)).encrypt(key) if key else None
-            )
+            config.api_key_encrypted = crypto.box().encrypt(key) if key else None
         plain_key = (
-            SecretBox(secret_key(runtime.settings)).decrypt(config.api_key_encrypted)
-            if config.api_key_encrypted
-            else None
+            crypto.box().decrypt(config.api_key_encrypted) if config.api_key_encrypted else None
         )
         provider = _build(config, plain_key)  # validates kind and base_url before storing
         config.version += 1
         config.updated_at = now
         config.save(force_insert=created)
-    runtime.providers.register(provider)
+    registry().register(provider)
     return view(provider_id), created
 
 
 def delete(provider_id: str) -> None:
-    runtime = state.runtime()
-    if source_of(provider_id, runtime.settings) != "api":
+    if source_of(provider_id, current_settings()) != "api":
         raise Conflict(f"Provider {provider_id!r} cannot be deleted.", code="provider_read_only")
     with write_transaction():
         deleted = ProviderConfig.delete().where(ProviderConfig.id == provider_id).execute()
     if not deleted:
         raise NotFound(f"No provider with id {provider_id!r}.", code="provider_not_found")
-    runtime.providers.remove(provider_id)
+    registry().remove(provider_id)
 
 
 def reset(provider_id: str) -> dict:
-    state.runtime().providers.reset(provider_id)
+    registry().reset(provider_id)
     return view(provider_id)
 
 
 async def test(provider_id: str, model: str | None) -> dict:
     """One tiny call straight to the provider (its breaker neither blocks nor counts it)."""
-    guarded = state.runtime().providers.get(provider_id)
+    guarded = registry().get(provider_id)
     model = model or next(iter(guarded.models()), None)
     if model is None:
         raise Unprocessable(

@@ -1,5 +1,6 @@
-"""Schedules: a cron expression in a time zone runs an action (``hub.actions``) at each tick;
-``hub.scheduler`` finds the due ones, this module fires them and records each run.
+"""Schedules: a cron expression in a time zone runs an action (``hub.services.actions``) at
+each tick; ``hub.runtime.scheduler`` finds the due ones, this module fires them and records
+each run.
 
 ``next_run_at`` (naive UTC, like every stored time) is the next tick, computed by
 ``croniter`` in the schedule's time zone, so ``0 9 * * *`` in ``Europe/Paris`` is 09:00 Paris
@@ -34,8 +35,10 @@ from croniter import croniter
 from db import automation
 from db.automation import Schedule, ScheduleRun
 from db.base import after_commit, iso, new_id, utcnow, write_transaction
-from hub import actions, events, state
-from hub.problems import Unprocessable, require
+from hub.core import signals
+from hub.core.problems import Unprocessable, require
+from hub.events import log as events
+from hub.services import actions
 from hub.services.etags import check_if_match
 
 log = logging.getLogger("aether.scheduler")
@@ -255,5 +258,5 @@ def _run(schedule: Schedule, *, trigger: str, scheduled_for: dt.datetime | None)
         payload=payload,
     )
     if task_id:
-        after_commit(state.runtime().wake_workers)
+        after_commit(signals.tasks_ready.send)
     return run

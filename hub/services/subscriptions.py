@@ -1,10 +1,10 @@
 """Outbound subscriptions and the state of their deliveries.
 
-A subscription's secret is write-only and encrypted at rest (``hub.crypto``, the same key as
+A subscription's secret is write-only and encrypted at rest (``hub.core.crypto``, the same key as
 provider keys and tool headers). The durable event processor calls :func:`consume` with the
 new events; it queues one ``pending`` delivery per matching active subscription inside the
 processor's transaction (the one that moves its cursor), so an event is queued exactly
-once. ``hub.deliveries`` then claims due deliveries with a lease (``lease_owner``,
+once. ``hub.runtime.deliveries`` then claims due deliveries with a lease (``lease_owner``,
 ``lease_expires_at``) exactly as workers claim tasks, and records each attempt's outcome
 here, fenced on the lease and the attempt number: an attempt whose lease lapsed and was
 taken over records nothing.
@@ -27,18 +27,13 @@ from db import subscriptions
 from db.base import claim_first, database, new_id, utcnow, write_transaction
 from db.dead_letters import DeadLetter
 from db.subscriptions import Delivery, Subscription
-from hub import events as event_log
-from hub import state
-from hub.crypto import SecretBox
-from hub.problems import Unprocessable, require
+from hub.core import crypto, signals
+from hub.core.problems import Unprocessable, require
+from hub.events import log as event_log
 from hub.services import notifications
-from hub.services.providers import secret_key
+from hub.settings import current_settings
 
 ERROR_LIMIT = 500  # characters of last_error kept
-
-
-def _box() -> SecretBox:
-    return SecretBox(secret_key(state.runtime().settings))
 
 
 def _check_url(url: str) -> None:
@@ -64,7 +59,7 @@ def create(body: dict) -> Subscription:
             id=new_id("sub"),
             url=body["url"],
             types=body["types"],
-            secret_encrypted=_box().encrypt(body["secret"]),
+            secret_encrypted=crypto.box().encrypt(body["secret"]),
             description=body.get("description", ""),
             active=body.get("active", True),
             created_at=now,
@@ -132,13 +127,7 @@ def consume(events: list) -> None:
                 Delivery.insert_many(chunk).execute()
         # Peewee's own hook: it runs once the outermost transaction has committed (on
         # Peewee 4.5, db.base.after_commit runs at a savepoint's release, before the commit).
-        database.after_commit(_wake_deliverers)
-
-
-def _wake_deliverers() -> None:
-    from hub import deliveries  # it imports this module
-
-    deliveries.wake()
+        database.after_commit(signals.deliveries_due.send)
 
 
 # --- the deliverer's side ----------------------------------------------------------------
@@ -169,13 +158,13 @@ def prepare(delivery: Delivery) -> Target | None:
             f"event {delivery.event_id} was removed by retention before it could be delivered"
         )
     body = json.dumps(event.to_api(), ensure_ascii=False, separators=(",", ":"))
-    return Target(sub.url, _box().decrypt(sub.secret_encrypted), event.type, body.encode())
+    return Target(sub.url, crypto.box().decrypt(sub.secret_encrypted), event.type, body.encode())
 
 
 def claim(owner: str, lease_seconds: float) -> Delivery | None:
     """Take the delivery that has waited longest for its due attempt, with a lease; the
     attempt counts from here (a holder that dies spends it)."""
-    max_attempts = state.runtime().settings.delivery_max_attempts
+    max_attempts = current_settings().delivery_max_attempts
     while True:
         now = utcnow()
         source = subscriptions.due(now)
@@ -229,7 +218,7 @@ def failed_attempt(
 ) -> bool:
     """Record a failed attempt: retry after a backoff, or (last attempt, or ``final``) fail
     for good with a dead letter. False when the lease was lost (nothing recorded)."""
-    settings = state.runtime().settings
+    settings = current_settings()
     error = error[:ERROR_LIMIT]
     with write_transaction():
         if final or delivery.attempts >= settings.delivery_max_attempts:

@@ -26,9 +26,11 @@ from db.base import claim_first, new_id, utcnow, write_transaction
 from db.base import iso as db_iso
 from db.dead_letters import DeadLetter
 from db.tasks import PRIORITIES, Task
-from hub import events, state
-from hub.problems import Conflict, Unprocessable, require
+from hub.core import signals
+from hub.core.problems import Conflict, Unprocessable, require
+from hub.events import log as events
 from hub.services import notifications
+from hub.settings import current_settings
 
 
 def _route(agent_id: str | None, capability: str | None) -> str:
@@ -90,12 +92,12 @@ def create(body: dict, *, created_by: str | None = None, trace_id: str | None = 
             created_at=now,
             updated_at=now,
         )
-        _event("created", task, description=task.description[:500], created_by=created_by)
-    state.runtime().wake_workers()
+        event("created", task, description=task.description[:500], created_by=created_by)
+    signals.tasks_ready.send()
     return task
 
 
-def _event(kind: str, task: Task, **extra) -> None:
+def event(kind: str, task: Task, **extra) -> None:
     """``task.<kind>``, in the transaction that made the change."""
     events.emit(
         f"task.{kind}",
@@ -124,7 +126,7 @@ def cancel(task_id: str) -> Task:
                 ).execute()
             task.status, task.completed_at, task.approval_id = "cancelled", now, None
             task.loop_state = None
-            _event("cancelled", task)
+            event("cancelled", task)
         elif task.status == "running":
             task.cancel_requested = True
         else:
@@ -143,11 +145,11 @@ def retry(task_id: str) -> Task:
                 code="task_not_retryable",
             )
         _requeue(task)
-        _event("retried", task)
+        event("retried", task)
         DeadLetter.update(status="retried", resolved_at=utcnow()).where(
             (DeadLetter.subject_id == task.id) & (DeadLetter.status == "open")
         ).execute()
-    state.runtime().wake_workers()
+    signals.tasks_ready.send()
     return task
 
 
@@ -180,8 +182,8 @@ def resume(task_id: str, approval_id: str) -> None:
         .execute()
     )
     if resumed:
-        _event("resumed", tasks.get(task_id), approval_id=approval_id)
-    state.runtime().wake_workers()
+        event("resumed", tasks.get(task_id), approval_id=approval_id)
+    signals.tasks_ready.send()
 
 
 # --- the worker's side -------------------------------------------------------------------
@@ -209,7 +211,7 @@ def claim(worker_id: str, lease_seconds: float) -> Task | None:
             if task is None:
                 return None
             if task.attempts <= task.max_attempts and not task.cancel_requested:
-                _event("started", task, worker=worker_id)
+                event("started", task, worker=worker_id)
                 return task
             # Its worker died during the last attempt, or it was cancelled while running.
             if task.cancel_requested:
@@ -251,17 +253,17 @@ def _released(**fields) -> dict:
     return {"lease_owner": None, "lease_expires_at": None, "updated_at": utcnow(), **fields}
 
 
-def _fenced_update(task: Task, **fields) -> bool:
+def fenced_update(task: Task, **fields) -> bool:
     return bool(Task.update(**_released(**fields)).where(_fence(task)).execute())
 
 
 def _record(task: Task, write_steps, **fields) -> bool:
     """End the attempt with ``fields`` and its steps, unless the lease was lost."""
     with write_transaction():
-        done = _fenced_update(task, **fields)
+        done = fenced_update(task, **fields)
         if done:
             write_steps()
-            _event(fields["status"], task, error=fields.get("error"))
+            event(fields["status"], task, error=fields.get("error"))
     return done
 
 
@@ -285,44 +287,17 @@ def _cancelled(task: Task, now: dt.datetime) -> None:
     Task.update(**_released(status="cancelled", completed_at=now)).where(
         Task.id == task.id
     ).execute()
-    _event("cancelled", task)
+    event("cancelled", task)
 
 
 def hand_back(task: Task) -> None:
     """Return a held task to the queue without counting the attempt (a clean stop)."""
-    _fenced_update(task, status="pending", attempts=Task.attempts - 1, run_at=utcnow())
-
-
-def pause(task: Task, loop_state: dict, outcome, write_steps):
-    """Wait for a person: store the loop's state and the approval; free the worker.
-    Returns the approval, or ``None`` when the lease was lost."""
-    from hub.services import approvals
-
-    try:
-        with write_transaction():
-            approval = outcome.approval
-            if approval is None:
-                approval = approvals.request(**outcome.ask)
-            done = _fenced_update(
-                task, status="waiting_approval", approval_id=approval.id, loop_state=loop_state
-            )
-            if not done:
-                raise _LeaseLost  # roll back the approval (and its events) too
-            write_steps()
-            task.status = "waiting_approval"
-            _event("waiting_approval", task, approval_id=approval.id)
-    except _LeaseLost:
-        return None
-    return approval
-
-
-class _LeaseLost(Exception):
-    pass
+    fenced_update(task, status="pending", attempts=Task.attempts - 1, run_at=utcnow())
 
 
 def fail_attempt(task: Task, error: dict, write_steps, *, retryable: bool = True) -> bool:
     """Record a failed attempt: back off and retry, or fail for good (dead letter)."""
-    settings = state.runtime().settings
+    settings = current_settings()
     with write_transaction():
         if not Task.select().where(_fence(task)).exists():
             return False
@@ -333,9 +308,9 @@ def fail_attempt(task: Task, error: dict, write_steps, *, retryable: bool = True
                 settings.task_backoff_max_seconds,
             )
             run_at = utcnow() + dt.timedelta(seconds=delay)
-            _fenced_update(task, status="pending", error=error, loop_state=None, run_at=run_at)
+            fenced_update(task, status="pending", error=error, loop_state=None, run_at=run_at)
             task.status = "pending"
-            _event("retrying", task, error=error, run_at=db_iso(run_at))
+            event("retrying", task, error=error, run_at=db_iso(run_at))
         else:
             task.error = error
             _fail_for_good(task, error)
@@ -364,7 +339,7 @@ def _fail_for_good(task: Task, error: dict) -> None:
         message=f"{error.get('code')}: {error.get('detail')}",
         subject=task.id,
     )
-    _event("failed", task, error=error)
+    event("failed", task, error=error)
 
 
 def requeue_dead(task_id: str) -> None:
@@ -372,4 +347,4 @@ def requeue_dead(task_id: str) -> None:
     task = tasks.get(task_id)
     if task is not None and task.status in ("failed", "cancelled"):
         _requeue(task)
-        _event("retried", task)
+        event("retried", task)

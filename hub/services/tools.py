@@ -13,21 +13,26 @@ from db import tools as db_tools
 from db.base import new_id, utcnow, write_transaction
 from db.pagination import decode_cursor, encode_cursor
 from db.tools import Tool, ToolExecution
-from hub import events, state
-from hub.crypto import SecretBox
-from hub.problems import Conflict, NotFound, Unprocessable
-from hub.services.providers import secret_key
-from hub.tools import BUILTINS, Call, ToolDef, ToolFailed, argument_errors, http_tool, schema_errors
+from hub.core import crypto
+from hub.core.problems import Conflict, NotFound, Unprocessable
+from hub.events import log as events
+from hub.services.toolkit import (
+    BUILTINS,
+    Call,
+    ToolDef,
+    ToolFailed,
+    argument_errors,
+    http_tool,
+    schema_errors,
+)
 
 log = logging.getLogger("aether.tools")
 
 
-def _box() -> SecretBox:
-    return SecretBox(secret_key(state.runtime().settings))
-
-
 def _from_row(row: Tool) -> ToolDef:
-    headers = json.loads(_box().decrypt(row.headers_encrypted)) if row.headers_encrypted else {}
+    headers = {}
+    if row.headers_encrypted:
+        headers = json.loads(crypto.box().decrypt(row.headers_encrypted))
     return http_tool(row, headers)
 
 
@@ -84,7 +89,7 @@ def register(body: dict) -> ToolDef:
                 parameters=parameters,
                 endpoint=body["endpoint"],
                 method=body.get("method", "POST"),
-                headers_encrypted=_box().encrypt(json.dumps(headers)) if headers else None,
+                headers_encrypted=crypto.box().encrypt(json.dumps(headers)) if headers else None,
                 header_names=sorted(headers),
                 timeout_seconds=body.get("timeout_seconds", 10.0),
                 requires_approval=body.get("requires_approval", False),

@@ -1,5 +1,6 @@
 """Triggers: when an event whose type matches a glob (and, when set, a jq filter) arrives,
-run an action (``hub.actions``: make a task whose description is a template over the event).
+run an action (``hub.services.actions``: make a task whose description is a template over
+the event).
 
 The durable event processor calls :func:`consume` with new events, inside its transaction,
 exactly once per event across every hub process. Each fire runs in a savepoint of its own: a
@@ -31,8 +32,10 @@ from db import tasks as db_tasks
 from db.automation import Trigger
 from db.base import after_commit, iso, new_id, utcnow, write_transaction
 from db.events import Event
-from hub import actions, events, jqfilter, state
-from hub.problems import require
+from hub.core import jqfilter, signals
+from hub.core.problems import require
+from hub.events import log as events
+from hub.services import actions
 from hub.services.etags import check_if_match
 
 log = logging.getLogger("aether.triggers")
@@ -214,7 +217,7 @@ def _fire(trigger: Trigger, event, view: dict) -> str | None:
     except Exception as exc:  # a bug, or the database: the savepoint rolled back
         log.exception("a trigger failed unexpectedly", extra={"trigger": trigger.id})
         return f"the action failed unexpectedly: {type(exc).__name__}"
-    after_commit(state.runtime().wake_workers)
+    after_commit(signals.tasks_ready.send)
     return None
 
 

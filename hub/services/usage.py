@@ -13,8 +13,9 @@ import json
 from db import usage as db_usage
 from db.base import utcnow
 from db.usage import UsageRecord
-from hub import metrics, state
-from hub.problems import ValidationFailed
+from hub.core import metrics
+from hub.core.problems import ValidationFailed
+from hub.settings import current_settings
 
 
 @functools.cache
@@ -30,7 +31,7 @@ def _prices(raw: str) -> dict:
 
 
 def cost(provider: str, model: str, prompt_tokens: int, completion_tokens: int) -> float:
-    table = _prices(state.runtime().settings.prices)
+    table = _prices(current_settings().prices)
     price = table.get(f"{provider}/{model}") or table.get(f"{provider}/*") or (0.0, 0.0)
     return round((prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000, 8)
 

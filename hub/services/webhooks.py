@@ -1,7 +1,7 @@
 """Inbound webhooks: check the signature, deduplicate by delivery id, record the events.
 
 A delivery to ``/api/v1/webhooks/{slug}`` is checked against its integration's webhook
-secret the way the integration's source signs (``hub.webhook_signatures``). In one write
+secret the way the integration's source signs (``hub.core.signatures``). In one write
 transaction it then becomes a receipt (unique per integration and delivery id), a
 ``webhook.received`` event carrying the parsed body and the raw text, and, when an event
 mapping matches, the canonical event (``issue.created`` …) whose payload is the source's
@@ -26,8 +26,9 @@ import peewee
 from db import projects
 from db.base import utcnow, write_transaction
 from db.projects import Integration, WebhookReceipt
-from hub import events, webhook_signatures
-from hub.problems import NotFound, Unauthorized
+from hub.core import signatures as webhook_signatures
+from hub.core.problems import NotFound, Unauthorized
+from hub.events import log as events
 from hub.services import event_mappings, integrations
 
 RECEIVED = "webhook.received"

@@ -10,9 +10,7 @@ import pytest
 
 from db.base import database
 from db.events import Event
-from hub import state
-from hub.crypto import SecretBox
-from hub.services.providers import secret_key
+from hub.core import crypto
 from tests.assertions import assert_problem, error_fields
 from tests.handlers.test_projects import make_project
 
@@ -44,7 +42,7 @@ def stored(integration_id: str) -> dict:
 
 
 def decrypt(token: str) -> str:
-    return SecretBox(secret_key(state.runtime().settings)).decrypt(token)
+    return crypto.box().decrypt(token)
 
 
 def test_create_answers_the_whole_integration_without_its_secrets(client, clock):

@@ -254,7 +254,7 @@ def test_links_and_graph(client):
 
 
 def test_semantic_mode_without_the_extra_says_how_to_enable_it(client, monkeypatch):
-    from hub import embeddings
+    from hub.llm import embeddings
 
     monkeypatch.setattr(embeddings, "available", lambda: False)
     response = client.post(f"{URL}/search", json={"query": "solar", "mode": "semantic"})

@@ -27,8 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from db.providers import ProviderConfig
-from hub.crypto import SecretBox
-from hub.services.providers import secret_key
+from hub.core.crypto import SecretBox, secret_key
 from tests.assertions import PROBLEM_KEYS, assert_problem
 from tests.conftest import auth
 from tests.factories import make_agent, wait_for
@@ -657,6 +656,7 @@ def upstream_hub(tmp_path):
             process.wait(timeout=15)
 
 
+@pytest.mark.slow
 def test_a_hub_can_be_another_hubs_upstream(client, upstream_hub):
     view = put(
         client,

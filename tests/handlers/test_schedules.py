@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from db.events import Event
-from hub import eventbus, scheduler
+from hub.runtime import processor, scheduler
 from tests.assertions import assert_problem, error_fields
 from tests.factories import make_agent
 
@@ -28,7 +28,7 @@ def parked(monkeypatch):
         return None
 
     monkeypatch.setattr(scheduler, "run_forever", idle)
-    monkeypatch.setattr(eventbus, "process_batch", lambda limit=200: 0)
+    monkeypatch.setattr(processor, "process_batch", lambda limit=200: 0)
 
 
 def schedule_body(agent_id: str, **overrides) -> dict:

@@ -6,8 +6,7 @@ import pytest
 
 from db.dead_letters import DeadLetter
 from db.subscriptions import Subscription
-from hub.crypto import SecretBox
-from hub.services.providers import secret_key
+from hub.core.crypto import SecretBox, secret_key
 from tests.assertions import assert_problem, error_fields
 from tests.factories import make_agent, wait_for
 

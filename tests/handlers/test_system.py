@@ -6,7 +6,7 @@ import peewee
 import pytest
 
 from db import base as db_base
-from hub.runtime import Runtime
+from hub.runtime.instance import Runtime
 from tests.conftest import auth
 from tests.factories import make_agent
 

@@ -9,7 +9,8 @@ from peewee import fn
 
 from db.base import write_transaction
 from db.events import Event
-from hub import eventbus, events, scheduler
+from hub.events import log as events
+from hub.runtime import processor, scheduler
 from hub.services import triggers
 from tests.assertions import assert_problem, error_fields
 from tests.factories import make_agent, wait_for
@@ -28,7 +29,7 @@ def parked(request, monkeypatch):
     """The background event processor and scheduler stay idle (the tests call ``consume``
     themselves), unless a test asks for ``live``."""
     if "live" not in request.fixturenames:
-        monkeypatch.setattr(eventbus, "process_batch", lambda limit=200: 0)
+        monkeypatch.setattr(processor, "process_batch", lambda limit=200: 0)
 
     async def idle(runtime):
         return None

@@ -8,9 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from db import events as db_events
 from db.events import Event
 from db.projects import WebhookReceipt
-from hub import webhook_signatures
+from hub.core import signatures as webhook_signatures
 from hub.services import webhooks
 from tests.assertions import assert_problem
 from tests.handlers.test_projects import make_project
@@ -427,6 +428,4 @@ def test_a_trigger_turns_a_signed_github_issues_delivery_into_a_task(client, ano
 
 
 def eventbus_position() -> int:
-    from hub import eventbus
-
-    return eventbus.consumers_position()
+    return db_events.consumers_position()

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hub.problems import NotFound, ServiceUnavailable, Unprocessable
-from hub.providers import (
+from hub.core.problems import NotFound, ServiceUnavailable, Unprocessable
+from hub.llm import (
     BreakerOpen,
     BuiltinProvider,
     ChatMessage,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.providers.builtin import BuiltinProvider
+from hub.llm.builtin import BuiltinProvider
 from tests.factories import make_agent
 
 

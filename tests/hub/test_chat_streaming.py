@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from hub import streaming
+from hub.http import sse as streaming
 from tests.assertions import PROBLEM_KEYS, assert_problem
 from tests.conftest import auth
 from tests.handlers.test_sessions import (

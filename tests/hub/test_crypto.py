@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from hub.crypto import (
+from hub.core.crypto import (
     CryptoError,
     MalformedSecret,
     SecretBox,

@@ -20,7 +20,8 @@ from db.dead_letters import DeadLetter
 from db.events import Event
 from db.notifications import Notification
 from db.subscriptions import Delivery
-from hub import deliveries, eventbus, events, state
+from hub.events import log as events
+from hub.runtime import deliveries, instance, processor
 from hub.services import dead_letters, subscriptions
 from tests.factories import wait_for
 from tests.servers import serve
@@ -96,13 +97,13 @@ def emit(type_: str, **payload) -> int:
     """Write an event and let the durable processor queue its deliveries."""
     with write_transaction():
         event = events.emit(type_, subject="tsk_1", payload=payload)
-    while eventbus.process_batch():
+    while processor.process_batch():
         pass
     return event.id
 
 
 def tick() -> list[str]:
-    return asyncio.run(deliveries.tick(state.runtime()))
+    return asyncio.run(deliveries.tick(instance.current()))
 
 
 def only_delivery() -> Delivery:
@@ -245,7 +246,7 @@ def test_a_discarded_dead_delivery_stays_failed(app, clock, receiver):
 
 def test_a_loopback_receiver_is_refused_without_the_allowlist(app, clock, receiver):
     url, hook = receiver
-    runtime = state.runtime()
+    runtime = instance.current()
     runtime.settings = runtime.settings.replace(outbound_allowlist=())
     subscribe(url)
     emit("task.created")
@@ -275,7 +276,7 @@ def test_a_redirect_is_a_failed_attempt(app, clock, receiver):
 
 
 def test_a_receiver_that_does_not_answer_in_time_is_a_failed_attempt(app, clock):
-    runtime = state.runtime()
+    runtime = instance.current()
     runtime.settings = runtime.settings.replace(delivery_timeout_seconds=0.2)
     hook = Receiver(200)
     hook.gate = threading.Event()
@@ -348,7 +349,7 @@ def test_only_matching_active_subscriptions_get_deliveries_and_never_of_delivery
     subscriptions.create(
         {"url": "https://hooks.example.com/off", "types": ["*"], "secret": SECRET, "active": False}
     )
-    while eventbus.process_batch():  # the subscription.created events and their deliveries
+    while processor.process_batch():  # the subscription.created events and their deliveries
         pass
     Delivery.delete().execute()
     with write_transaction():
@@ -356,7 +357,7 @@ def test_only_matching_active_subscriptions_get_deliveries_and_never_of_delivery
         events.emit("agent.created", payload={})
         events.emit("delivery.failed", payload={})  # the hub's own: never delivered
         events.emit("delivery.shipped", source="shop", payload={})  # someone else's
-    while eventbus.process_batch():
+    while processor.process_batch():
         pass
 
     queued = sorted((d.subscription_id, d.event_type) for d in Delivery.select())
@@ -372,7 +373,7 @@ def test_only_matching_active_subscriptions_get_deliveries_and_never_of_delivery
 
 def test_the_background_loop_delivers_when_woken_and_hands_back_when_stopped(app, receiver):
     url, hook = receiver
-    runtime = state.runtime()
+    runtime = instance.current()
     runtime.settings = runtime.settings.replace(event_poll_seconds=60.0)
     subscribe(url)
 

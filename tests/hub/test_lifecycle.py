@@ -7,7 +7,7 @@ from starlette.testclient import TestClient
 from db import api_keys, system
 from db import base as db_base
 from hub.app import create_app
-from hub.auth import authenticate
+from hub.services.auth import authenticate
 
 
 def test_first_start_makes_one_admin_key_and_only_once(settings):

@@ -12,6 +12,8 @@ import time
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow  # hub processes: make test runs these, make test-fast does not
+
 TOKEN = "multi-process-admin-token-0123456789"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 

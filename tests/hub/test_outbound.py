@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from hub import outbound
-from hub.outbound import (
+from hub.core import outbound
+from hub.core.outbound import (
     Allowlist,
     OutboundFailed,
     OutboundRefused,

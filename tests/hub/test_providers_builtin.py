@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from hub.problems import ProviderError, ProviderTimeout
-from hub.providers import (
+from hub.core.problems import ProviderError, ProviderTimeout
+from hub.llm import (
     BuiltinProvider,
     ChatMessage,
     Completion,

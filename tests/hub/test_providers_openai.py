@@ -21,8 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from hub.problems import Unprocessable
-from hub.providers import (
+from hub.core.problems import Unprocessable
+from hub.llm import (
     BuiltinProvider,
     ChatMessage,
     Completion,

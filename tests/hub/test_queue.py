@@ -8,9 +8,9 @@ import asyncio
 import pytest
 
 from db.tasks import Task
-from hub import state
+from hub.runtime import instance
+from hub.runtime.worker import WorkerPool
 from hub.services import tasks
-from hub.worker import WorkerPool
 from tests.assertions import assert_problem, error_fields
 from tests.factories import make_agent, make_task
 
@@ -28,7 +28,7 @@ def claim(worker: str = "w1") -> Task | None:
 
 def run(task: Task) -> None:
     """One attempt of ``task`` on this process' runtime, as a worker would run it."""
-    asyncio.run(WorkerPool(1).execute(task))
+    asyncio.run(WorkerPool(instance.current(), 1).execute(task))
 
 
 def get(client, task_id: str) -> dict:
@@ -303,7 +303,7 @@ def test_a_task_created_by_a_viewer_is_refused(client, keyring):
 
 def test_stopping_the_pool_hands_held_tasks_back(client):
     task = make_task(client, agent_id=make_agent(client)["id"])
-    pool = WorkerPool(1)
+    pool = WorkerPool(instance.current(), 1)
     held = claim("w1")
     pool.in_hand[held.id] = held
 
@@ -311,7 +311,7 @@ def test_stopping_the_pool_hands_held_tasks_back(client):
 
     body = get(client, task["id"])
     assert body["status"] == "pending" and body["attempts"] == 0
-    assert state.runtime() is not None
+    assert instance.current() is not None
 
 
 def test_stopping_the_pool_mid_attempt_ends_every_worker(client):
@@ -321,7 +321,7 @@ def test_stopping_the_pool_mid_attempt_ends_every_worker(client):
     task = make_task(client, agent_id=agent, description="/sleep 5000\n/reply late")
 
     async def scenario() -> None:
-        pool = WorkerPool(1)
+        pool = WorkerPool(instance.current(), 1)
         await pool.start()
         for _ in range(200):
             if pool.in_hand:

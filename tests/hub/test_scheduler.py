@@ -12,7 +12,7 @@ import pytest
 from db.automation import Schedule, ScheduleRun
 from db.base import new_id, utcnow, write_transaction
 from db.events import Event
-from hub import eventbus, scheduler
+from hub.runtime import processor, scheduler
 from hub.services.schedules import next_tick
 from tests.factories import make_agent, wait_for
 
@@ -34,7 +34,7 @@ def parked(request, monkeypatch):
             return None
 
         monkeypatch.setattr(scheduler, "run_forever", idle)
-    monkeypatch.setattr(eventbus, "process_batch", lambda limit=200: 0)
+    monkeypatch.setattr(processor, "process_batch", lambda limit=200: 0)
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ import pytest
 
 from tests.hub.test_multiprocess import _free_port, _wait
 
+pytestmark = pytest.mark.slow  # hub processes: make test runs these, make test-fast does not
+
 TOKEN = "task-process-admin-token-0123456789"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -1,0 +1,1 @@
+"""Small shared pieces every room may use; they import no other room."""

@@ -1,0 +1,1 @@
+"""The event log: emit and the bus that fans new events out."""

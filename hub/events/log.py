@@ -1,0 +1,180 @@
+"""The event log: every domain change is an event written in the same transaction as the
+change, with a monotonic id.
+
+``emit()`` is called by services inside their write transaction. The event is held until
+that transaction is about to commit and then inserted, so a change that rolls back leaves
+no event (a savepoint that rolls back drops its events too) and a committed change always
+has its event. On PostgreSQL the batch insert takes a transaction-level advisory lock first:
+event ids are then committed in id order, so a reader that has seen id N never later finds
+a smaller id appear (the live stream and the durable consumers rely on it). Taking it last,
+just before COMMIT, means the transaction holds no lock anybody else waits on afterwards.
+The same transaction sends ``NOTIFY aether_events`` (delivered at commit) so every hub
+process's stream wakes up; in this process, an after-commit hook wakes it directly.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from db import base as db_base
+from db.base import after_commit, before_commit, database, is_postgres, utcnow, write_transaction
+from db.events import Event
+
+CHANNEL = "aether_events"
+EVENT_LOCK = 7231003  # 7231001 migrations, 7231002 audit chain
+# The payload of this process's NOTIFYs: its own bus was woken after commit already.
+PROCESS_TOKEN = uuid.uuid4().hex
+
+
+@dataclass
+class Emitted:
+    """An event on its way into the log; ``id`` is set when its transaction writes it."""
+
+    type: str
+    source: str
+    subject: str | None
+    trace_id: str
+    payload: dict
+    raw: str | None
+    time: object
+    id: int | None = field(default=None)
+
+    def to_api(self) -> dict:
+        return Event.to_api(self)  # the same fields as a stored event
+
+
+class _Batch(threading.local):
+    def __init__(self) -> None:
+        self.events: list[Emitted] = []
+        self.written: list[Callable[[], None]] = []
+
+
+_batch = _Batch()
+_committed_listeners: list[Callable[[], None]] = []
+
+
+def new_trace_id() -> str:
+    return uuid.uuid4().hex
+
+
+def emit(
+    type: str,
+    *,
+    source: str = "hub",
+    subject: str | None = None,
+    payload: dict | None = None,
+    trace_id: str | None = None,
+    raw: str | None = None,
+) -> Emitted:
+    """Record an event as part of the current write transaction (or of its own one when
+    called outside any). The returned object gets its ``id`` when the transaction writes
+    the batch, just before it commits."""
+    event = Emitted(
+        type=type,
+        source=source,
+        subject=subject,
+        trace_id=trace_id or new_trace_id(),
+        payload=payload if payload is not None else {},
+        raw=raw,
+        time=utcnow(),
+    )
+    if database.in_transaction():
+        before_commit(lambda: _batch.events.append(event))
+    else:
+        with write_transaction():
+            before_commit(lambda: _batch.events.append(event))
+    return event
+
+
+def when_written(callback: Callable[[], None]) -> None:
+    """Run ``callback`` in the current write transaction once its events have their ids
+    (for rows that must point at an event, such as a webhook receipt)."""
+    before_commit(lambda: _batch.written.append(callback))
+
+
+def _write_batch() -> None:
+    """The finalizer of every outermost write transaction: insert the batch, in order, then
+    run the ``when_written`` callbacks."""
+    if not _batch.events:
+        callbacks, _batch.written = _batch.written, []
+        for callback in callbacks:
+            callback()
+        return
+    events, _batch.events = _batch.events, []
+    try:
+        _insert(events)
+    except BaseException:
+        _batch.written = []
+        raise
+    callbacks, _batch.written = _batch.written, []
+    for callback in callbacks:
+        callback()
+
+
+def _insert(events: list[Emitted]) -> None:
+    if is_postgres():
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (EVENT_LOCK,))
+    for event in events:
+        event.id = Event.insert(
+            type=event.type,
+            source=event.source,
+            subject=event.subject,
+            trace_id=event.trace_id,
+            payload=event.payload,
+            raw=event.raw,
+            time=event.time,
+        ).execute()
+    if is_postgres():
+        database.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, PROCESS_TOKEN))
+    after_commit(_committed)
+
+
+def _committed() -> None:
+    for listener in list(_committed_listeners):
+        listener()
+
+
+def on_committed(listener: Callable[[], None]) -> None:
+    """Call ``listener`` (from the committing thread) after each transaction that wrote
+    events. The runtime's bus uses it to wake this process's streams without a round trip."""
+    if listener not in _committed_listeners:
+        _committed_listeners.append(listener)
+
+
+def off_committed(listener: Callable[[], None]) -> None:
+    if listener in _committed_listeners:
+        _committed_listeners.remove(listener)
+
+
+db_base.add_finalizer(_write_batch)
+
+
+# --- type globs --------------------------------------------------------------------------
+
+
+def parse_globs(text: str | None) -> tuple[str, ...]:
+    """``"task.*, approval.*"`` → ``("task.*", "approval.*")``; empty means everything."""
+    if not text:
+        return ()
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def matches(globs: Iterable[str], type: str) -> bool:
+    """Whether an event type matches any of the globs (no globs: everything matches)."""
+    globs = tuple(globs)
+    return not globs or any(fnmatch.fnmatchcase(type, glob) for glob in globs)
+
+
+def push(body: dict) -> Emitted:
+    """``POST /api/v1/events``: an event from outside, like any the hub writes."""
+    return emit(
+        body["type"],
+        source=body.get("source") or "api",
+        subject=body.get("subject"),
+        payload=body.get("payload") or {},
+        trace_id=body.get("trace_id"),
+    )

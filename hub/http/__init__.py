@@ -1,0 +1,1 @@
+"""The edge: middleware, Connexion fixes, errors, validation, SSE, WebSocket."""

@@ -1,0 +1,221 @@
+"""The built-in provider (kind ``builtin``): offline, deterministic, for demos and tests.
+
+Two models:
+
+``echo``
+    Replies ``"Echo: " + <the latest user message>``, streamed token by token.
+
+``scripted``
+    Follows directives, one per line, in the latest user message:
+
+    ``/tool NAME {json arguments}``
+        The turn calls tool ``NAME`` (arguments may be omitted: ``{}``). Consecutive
+        ``/tool`` lines make one turn with several calls, in order. Ids are ``call_1``,
+        ``call_2`` … numbered across the whole script, so they are deterministic and unique
+        within the conversation. Once the results are back (an assistant message with
+        ``tool_calls`` follows the latest user message), the model goes on with the
+        directives after that group of ``/tool`` lines; each assistant tool-call message
+        after the latest user message counts as one group done.
+    ``/reply TEXT``
+        Streams ``TEXT`` token by token. Several ``/reply`` lines in a turn are joined with
+        a newline.
+    ``/error STATUS``
+        Fails as an upstream answering ``STATUS`` (400 to 599) would: :class:`UpstreamError`,
+        or :class:`UpstreamTimeout` for 408 and 504. Tokens already streamed stay streamed,
+        so ``/reply a b\\n/error 500`` fails mid-stream.
+    ``/sleep MS``
+        Waits ``MS`` milliseconds (at most 60 000) before going on.
+
+    Directives may be indented. A line that is not a valid directive (an unknown
+    ``/word``, bad JSON or a non-object after ``/tool``, a non-numeric ``/sleep``, a status
+    outside 400 to 599) is plain text, never an error. Plain text is ignored when the message
+    holds at least one valid directive; a message with none is answered like ``echo``.
+
+Both models honour ``max_tokens`` (stopping before the delta that would exceed it, finish
+reason ``length``) and ignore ``temperature``. Usage: prompt tokens are
+:func:`count_tokens` over every message's content; completion tokens are those of the reply
+text plus those of each tool call's JSON arguments. ``complete()`` collects ``stream()``, so
+both behave the same. An unknown model fails like an upstream answering 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from hub.llm.base import (
+    ChatMessage,
+    CompletionRequest,
+    Provider,
+    StreamEnd,
+    StreamEvent,
+    TokenDelta,
+    ToolCall,
+    ToolCallDelta,
+    UpstreamError,
+    Usage,
+    count_prompt_tokens,
+    count_tokens,
+    upstream_failure,
+)
+
+MODELS = ("echo", "scripted")
+MAX_SLEEP_MS = 60_000
+
+_TOOL = re.compile(r"^/tool[ \t]+([A-Za-z0-9_.:-]+)[ \t]*(.*)$")
+_REPLY = re.compile(r"^/reply(?:[ \t](.*))?$")
+_ERROR = re.compile(r"^/error[ \t]+(\d{3})[ \t]*$")
+_SLEEP = re.compile(r"^/sleep[ \t]+(\d+(?:\.\d+)?)[ \t]*$")
+_TOKEN_BOUNDARY = re.compile(r"(?<=\s)(?=\S)")
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+
+
+@dataclass(frozen=True)
+class Error:
+    status: int
+
+
+@dataclass(frozen=True)
+class Sleep:
+    seconds: float
+
+
+Directive = Tool | Reply | Error | Sleep
+
+
+def parse_directive(line: str) -> Directive | None:
+    """The directive on ``line``, or ``None`` when it is plain text."""
+    line = line.lstrip()
+    if match := _TOOL.match(line):
+        raw = match.group(2).strip() or "{}"
+        try:
+            arguments = json.loads(raw)
+        except ValueError:
+            return None
+        return Tool(match.group(1), arguments) if isinstance(arguments, dict) else None
+    if match := _REPLY.match(line):
+        return Reply(match.group(1) or "")
+    if match := _ERROR.match(line):
+        status = int(match.group(1))
+        return Error(status) if 400 <= status <= 599 else None
+    if match := _SLEEP.match(line):
+        return Sleep(min(float(match.group(1)), MAX_SLEEP_MS) / 1000)
+    return None
+
+
+def parse_script(text: str) -> list[Directive]:
+    """Every valid directive in ``text``, in order (empty: the message is plain text)."""
+    return [d for d in map(parse_directive, text.splitlines()) if d is not None]
+
+
+def split_rounds(script: list[Directive]) -> list[list[Directive]]:
+    """Cut the script after each run of consecutive ``/tool`` directives: one list per
+    model turn."""
+    rounds: list[list[Directive]] = [[]]
+    for directive, following in zip(script, [*script[1:], None], strict=True):
+        rounds[-1].append(directive)
+        ends_group = following is not None and not isinstance(following, Tool)
+        if isinstance(directive, Tool) and ends_group:
+            rounds.append([])
+    return rounds
+
+
+def tokens(text: str) -> list[str]:
+    """Split ``text`` into word tokens that keep their trailing whitespace (the first keeps
+    any leading whitespace too), so that ``"".join(tokens(text)) == text``."""
+    return [part for part in _TOKEN_BOUNDARY.split(text) if part]
+
+
+def latest_user_index(messages: list[ChatMessage]) -> int:
+    """Index of the last ``user`` message, -1 when there is none."""
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].role == "user":
+            return i
+    return -1
+
+
+class BuiltinProvider(Provider):
+    """Offline, deterministic models ``echo`` and ``scripted`` (see the module docstring)."""
+
+    kind = "builtin"
+
+    def __init__(self, id: str = "builtin") -> None:
+        self.id = id
+
+    def __repr__(self) -> str:
+        return f"BuiltinProvider(id={self.id!r})"
+
+    def models(self) -> list[str]:
+        return list(MODELS)
+
+    async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamEvent]:
+        if request.model not in MODELS:
+            raise UpstreamError(
+                f"Model {request.model!r} not found; the builtin provider offers "
+                f"{', '.join(MODELS)}.",
+                upstream_status=404,
+                provider=self.id,
+            )
+        at = latest_user_index(request.messages)
+        text = (request.messages[at].content or "") if at >= 0 else ""
+        script = parse_script(text) if request.model == "scripted" else []
+        if not script:
+            script = [Reply("Echo: " + text)]
+        rounds = split_rounds(script)
+        done = sum(1 for m in request.messages[at + 1 :] if m.role == "assistant" and m.tool_calls)
+        directives = rounds[done] if done < len(rounds) else []
+        first_call = sum(isinstance(d, Tool) for r in rounds[:done] for d in r) + 1
+
+        emitted = ""
+        replies = 0
+        calls: list[ToolCall] = []
+        finish = "stop"
+        for directive in directives:
+            if isinstance(directive, Sleep):
+                await asyncio.sleep(directive.seconds)
+            elif isinstance(directive, Error):
+                raise upstream_failure(
+                    directive.status,
+                    f"The scripted model failed with status {directive.status}.",
+                    provider=self.id,
+                )
+            elif isinstance(directive, Tool):
+                number = first_call + len(calls)
+                call = ToolCall(f"call_{number}", directive.name, directive.arguments)
+                calls.append(call)
+                finish = "tool_calls"
+                yield ToolCallDelta(call)
+            else:
+                text = ("\n" if replies else "") + directive.text
+                replies += 1
+                for piece in tokens(text):
+                    if (
+                        request.max_tokens is not None
+                        and count_tokens(emitted + piece) > request.max_tokens
+                    ):
+                        finish = "length"
+                        break
+                    emitted += piece
+                    yield TokenDelta(piece)
+                    await asyncio.sleep(0)  # let a caller cancel between tokens
+                if finish == "length":
+                    break
+
+        completion = count_tokens(emitted) + sum(
+            count_tokens(json.dumps(c.arguments)) for c in calls
+        )
+        yield StreamEnd(finish, Usage(count_prompt_tokens(request.messages), completion))

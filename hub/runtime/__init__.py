@@ -1,0 +1,1 @@
+"""This hub instance: heartbeat, workers, scheduler, deliveries, processor."""

@@ -1,0 +1,1 @@
+"""Project tools: code generation, spec checks, the throwaway PostgreSQL server (pgserver)."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import peewee
 
-from hub.core.problems import ValidationFailed
+
+class InvalidCursor(ValueError):
+    """A cursor this server did not issue (the edge answers 400 naming ``query.cursor``)."""
 
 
 def encode_cursor(value: Any) -> str:
@@ -16,22 +19,15 @@ def encode_cursor(value: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _invalid() -> ValidationFailed:
-    return ValidationFailed(
-        "The cursor is not one this server issued.",
-        errors=[{"field": "query.cursor", "message": "invalid cursor"}],
-    )
-
-
 def decode_cursor(cursor: str, expected: type) -> Any:
-    """The key value inside a cursor; 400 unless it is of the ``expected`` type."""
+    """The key value inside a cursor; :class:`InvalidCursor` unless it is of ``expected``."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())["k"]
     except (ValueError, KeyError, TypeError, UnicodeError) as exc:
-        raise _invalid() from exc
+        raise InvalidCursor(cursor) from exc
     if type(value) is not expected:  # bool is an int subclass: compare exact types
-        raise _invalid()
+        raise InvalidCursor(cursor)
     return value
 
 
@@ -54,3 +50,23 @@ def page(
         return rows, None
     rows = rows[:limit]
     return rows, encode_cursor(getattr(rows[-1], key.name))
+
+
+def list_page(
+    query: peewee.Select,
+    key: peewee.Field,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    descending: bool = False,
+    view: Callable[[Any], dict] | None = None,
+    views: Callable[[list], list[dict]] | None = None,
+) -> dict:
+    """The list envelope every list operation answers: ``{"items", "next_cursor"}``; each
+    row through ``view`` (its ``to_api()`` by default), or the whole page through ``views``
+    (for views that need one more query for the page, not one per row)."""
+    rows, next_cursor = page(query, key, limit=limit, cursor=cursor, descending=descending)
+    if views is None:
+        view = view or (lambda row: row.to_api())
+        return {"items": [view(row) for row in rows], "next_cursor": next_cursor}
+    return {"items": views(rows), "next_cursor": next_cursor}

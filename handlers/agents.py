@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from db import agents
 from db.agents import Agent, AgentVersion
-from db.pagination import page
+from db.pagination import list_page
 from generated.models import AgentClone, AgentCreate, AgentUpdate
 from handlers import body_fields
 from hub.core.problems import require
@@ -22,8 +22,7 @@ def _one(agent: Agent, status: int = 200, *, created: bool = False):
 def list_agents(limit=50, cursor=None, status=None, capability=None):
     """List agents."""
     query = agents.listing(status=status, capability=capability)
-    rows, next_cursor = page(query, Agent.id, limit=limit, cursor=cursor)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(query, Agent.id, limit=limit, cursor=cursor), 200
 
 
 def create_agent(body):
@@ -68,15 +67,14 @@ def clone_agent(agent_id, body):
 def list_agent_versions(agent_id, limit=50, cursor=None):
     """An agent's configuration history, newest first."""
     agent = require(agents.get(agent_id), "agent", agent_id)
-    rows, next_cursor = page(
+    return list_page(
         agents.versions(agent_id),
         AgentVersion.number,
         limit=limit,
         cursor=cursor,
         descending=True,
-    )
-    items = [row.to_api(agent.config_version) for row in rows]
-    return {"items": items, "next_cursor": next_cursor}, 200
+        view=lambda row: row.to_api(agent.config_version),
+    ), 200
 
 
 def promote_agent_version(agent_id, version):

@@ -6,7 +6,7 @@ from starlette.concurrency import run_in_threadpool
 
 from db import approvals as db_approvals
 from db.approvals import Approval
-from db.pagination import page
+from db.pagination import list_page
 from hub.core.problems import Conflict, require
 from hub.engine import turns as chat
 from hub.http import context
@@ -16,8 +16,7 @@ from hub.services import approvals
 def list_approvals(limit=50, cursor=None, status=None):
     """Approvals, newest first."""
     query = db_approvals.approvals(status=status)
-    rows, next_cursor = page(query, Approval.id, limit=limit, cursor=cursor, descending=True)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(query, Approval.id, limit=limit, cursor=cursor, descending=True), 200
 
 
 def get_approval(approval_id):

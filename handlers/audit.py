@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from db import audit
 from db.audit import AuditEntry
-from db.pagination import page
+from db.pagination import list_page
 from hub.core.timeparse import parse_timestamp
 from hub.services import audit as service
 
@@ -14,8 +14,7 @@ def list_audit_log(limit=50, cursor=None, actor=None, action=None, resource=None
     query = audit.listing(
         actor=actor, action=action, resource=resource, since=parse_timestamp(since, "since")
     )
-    rows, next_cursor = page(query, AuditEntry.seq, limit=limit, cursor=cursor, descending=True)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(query, AuditEntry.seq, limit=limit, cursor=cursor, descending=True), 200
 
 
 def verify_audit_log():

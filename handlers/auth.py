@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from db import api_keys
 from db.api_keys import ApiKey
-from db.pagination import page
+from db.pagination import list_page
 from generated.models import ApiKeyCreate
 from hub.core.problems import require
 from hub.http import context
@@ -21,8 +21,7 @@ async def get_me():
 def list_api_keys(limit=50, cursor=None, include_revoked=False):
     """List API keys."""
     query = api_keys.listing(include_revoked=include_revoked)
-    rows, next_cursor = page(query, ApiKey.id, limit=limit, cursor=cursor)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(query, ApiKey.id, limit=limit, cursor=cursor), 200
 
 
 def create_api_key(body):

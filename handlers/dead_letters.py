@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from db import dead_letters as db_dead_letters
 from db.dead_letters import DeadLetter
-from db.pagination import page
+from db.pagination import list_page
 from hub.services import dead_letters
 
 
 def list_dead_letters(limit=50, cursor=None, kind=None, status=None):
     """Work that ran out of attempts, newest first."""
     query = db_dead_letters.dead_letters(kind=kind, status=status)
-    rows, next_cursor = page(query, DeadLetter.id, limit=limit, cursor=cursor, descending=True)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(query, DeadLetter.id, limit=limit, cursor=cursor, descending=True), 200
 
 
 def get_dead_letter_depth():

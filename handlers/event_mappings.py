@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from db import projects
-from db.pagination import page
+from db.pagination import list_page
 from db.projects import EventMapping
 from generated.models import EventMappingCreate
 from handlers import body_fields
@@ -13,8 +13,7 @@ from hub.services import event_mappings as service
 def list_event_mappings(limit=50, cursor=None, source=None):
     """List event mappings."""
     query = projects.mappings(source=source)
-    rows, next_cursor = page(query, EventMapping.id, limit=limit, cursor=cursor)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(query, EventMapping.id, limit=limit, cursor=cursor), 200
 
 
 def create_event_mapping(body):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from db import events as db_events
 from db.events import Event
-from db.pagination import page
+from db.pagination import list_page
 from hub.core import timeparse
 from hub.core.problems import ServiceUnavailable, require
 from hub.events import bus as eventbus
@@ -35,8 +35,7 @@ def list_events(
         since=timeparse.parse_timestamp(since, "since"),
         after_id=min(after_id, MAX_ID) if after_id is not None else None,
     )
-    rows, next_cursor = page(query, Event.id, limit=limit, cursor=cursor, descending=True)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(query, Event.id, limit=limit, cursor=cursor, descending=True), 200
 
 
 def push_event(body):

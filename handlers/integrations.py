@@ -4,7 +4,7 @@ credentials and webhook secret."""
 from __future__ import annotations
 
 from db import projects
-from db.pagination import page
+from db.pagination import list_page
 from db.projects import Integration
 from generated.models import IntegrationCreate
 from handlers import body_fields
@@ -23,8 +23,7 @@ def _one(integration: Integration, status: int = 200, *, created: bool = False):
 def list_integrations(limit=50, cursor=None, project_id=None):
     """List integrations, newest first."""
     query = projects.integrations(project_id=project_id)
-    rows, next_cursor = page(query, Integration.id, limit=limit, cursor=cursor, descending=True)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(query, Integration.id, limit=limit, cursor=cursor, descending=True), 200
 
 
 def create_integration(body):

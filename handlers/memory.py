@@ -5,7 +5,7 @@ from __future__ import annotations
 from db import memories
 from db.base import utcnow
 from db.memories import Memory, MemoryLink
-from db.pagination import page
+from db.pagination import list_page
 from generated.models import MemoryCreate, MemoryLinkCreate, MemoryPut, MemorySearch
 from handlers import body_fields
 from hub.http import context
@@ -24,8 +24,7 @@ def list_memories(
         session_id=session_id,
         tags=[tag] if tag else None,
     )
-    rows, next_cursor = page(query, Memory.seq, limit=limit, cursor=cursor, descending=True)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(query, Memory.seq, limit=limit, cursor=cursor, descending=True), 200
 
 
 def create_memory(body):

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from db import notifications as db_notifications
 from db.notifications import Notification
-from db.pagination import page
+from db.pagination import list_page
 from hub.services import notifications
 
 
 def list_notifications(limit=50, cursor=None, unread=None, severity=None, kind=None):
     """Notifications not dismissed, newest first."""
     query = db_notifications.visible(unread=unread, severity=severity, kind=kind)
-    rows, next_cursor = page(query, Notification.id, limit=limit, cursor=cursor, descending=True)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(query, Notification.id, limit=limit, cursor=cursor, descending=True), 200
 
 
 def count_unread_notifications():

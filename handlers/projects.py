@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from db import projects
-from db.pagination import page
+from db.pagination import list_page
 from db.projects import Project
 from generated.models import ProjectCreate
 from handlers import body_fields
@@ -21,10 +21,9 @@ def _one(project: Project, status: int = 200, *, created: bool = False):
 
 def list_projects(limit=50, cursor=None, source=None):
     """List projects, newest first."""
-    rows, next_cursor = page(
+    return list_page(
         projects.projects(source=source), Project.id, limit=limit, cursor=cursor, descending=True
-    )
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    ), 200
 
 
 def create_project(body):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from db import automation
 from db.automation import Schedule, ScheduleRun
-from db.pagination import page
+from db.pagination import list_page
 from generated.models import ScheduleCreate, SchedulePatch
 from handlers import body_fields
 from hub.http import context
@@ -13,10 +13,9 @@ from hub.services import schedules
 
 def list_schedules(limit=50, cursor=None):
     """List schedules, newest first."""
-    rows, next_cursor = page(
+    return list_page(
         automation.schedules(), Schedule.id, limit=limit, cursor=cursor, descending=True
-    )
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    ), 200
 
 
 def create_schedule(body):
@@ -54,7 +53,6 @@ def run_schedule(schedule_id):
 def list_schedule_runs(schedule_id, limit=50, cursor=None):
     """A schedule's runs, newest first."""
     schedules.get(schedule_id)
-    rows, next_cursor = page(
+    return list_page(
         automation.runs(schedule_id), ScheduleRun.id, limit=limit, cursor=cursor, descending=True
-    )
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    ), 200

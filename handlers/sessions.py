@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 
 from db import sessions
-from db.pagination import page
+from db.pagination import list_page
 from db.sessions import Message, Session, Turn
 from generated.models import MessageCreate, MessageEdit, SessionCreate, SessionUpdate
 from handlers import body_fields
@@ -27,8 +27,7 @@ def _reply(outcome) -> dict:
 def list_sessions(limit=50, cursor=None, agent_id=None, status=None):
     """List conversations, newest first."""
     query = sessions.sessions(agent_id=agent_id, status=status)
-    rows, next_cursor = page(query, Session.id, limit=limit, cursor=cursor, descending=True)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(query, Session.id, limit=limit, cursor=cursor, descending=True), 200
 
 
 def create_session(body):
@@ -70,8 +69,7 @@ def close_session(session_id):
 def list_messages(session_id, limit=50, cursor=None):
     """A conversation's history, oldest first."""
     require(sessions.get_session(session_id), "session", session_id)
-    rows, next_cursor = page(sessions.messages(session_id), Message.id, limit=limit, cursor=cursor)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(sessions.messages(session_id), Message.id, limit=limit, cursor=cursor), 200
 
 
 async def send_message(session_id, body):
@@ -105,5 +103,4 @@ async def retry_reply(session_id):
 def list_session_turns(session_id, limit=50, cursor=None):
     """One turn per assistant reply, oldest first."""
     require(sessions.get_session(session_id), "session", session_id)
-    rows, next_cursor = page(sessions.turns(session_id), Turn.id, limit=limit, cursor=cursor)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(sessions.turns(session_id), Turn.id, limit=limit, cursor=cursor), 200

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from db import subscriptions as db_subscriptions
-from db.pagination import page
+from db.pagination import list_page
 from db.subscriptions import Delivery, Subscription
 from generated.models import SubscriptionCreate
 from handlers import body_fields
@@ -13,9 +13,14 @@ from hub.services import subscriptions
 def list_subscriptions(limit=50, cursor=None):
     """List subscriptions, newest first."""
     query = db_subscriptions.subscriptions()
-    rows, next_cursor = page(query, Subscription.id, limit=limit, cursor=cursor, descending=True)
+    return list_page(
+        query, Subscription.id, limit=limit, cursor=cursor, descending=True, views=_with_counts
+    ), 200
+
+
+def _with_counts(rows: list[Subscription]) -> list[dict]:
     counts = db_subscriptions.delivery_counts([row.id for row in rows])
-    return {"items": [row.to_api(counts[row.id]) for row in rows], "next_cursor": next_cursor}, 200
+    return [row.to_api(counts[row.id]) for row in rows]
 
 
 def create_subscription(body):
@@ -43,5 +48,4 @@ def list_deliveries(subscription_id, limit=50, cursor=None, status=None):
     """A subscription's deliveries, newest first."""
     subscriptions.get(subscription_id)
     query = db_subscriptions.deliveries(subscription_id, status=status)
-    rows, next_cursor = page(query, Delivery.id, limit=limit, cursor=cursor, descending=True)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(query, Delivery.id, limit=limit, cursor=cursor, descending=True), 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from db import system as db_system
-from db.pagination import page
+from db.pagination import list_page
 from hub.core import metrics
 from hub.http import context
 from hub.runtime import reports
@@ -49,10 +49,14 @@ def get_runtime():
 
 def list_instances(limit=50, cursor=None):
     """Every hub instance sharing the database, with heartbeats."""
-    rows, next_cursor = page(
-        db_system.instances(), db_system.Instance.id, limit=limit, cursor=cursor, descending=True
-    )
-    return {"items": [reports.instance_view(r) for r in rows], "next_cursor": next_cursor}, 200
+    return list_page(
+        db_system.instances(),
+        db_system.Instance.id,
+        limit=limit,
+        cursor=cursor,
+        descending=True,
+        view=reports.instance_view,
+    ), 200
 
 
 def drain_runtime():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from db import tasks
-from db.pagination import page
+from db.pagination import list_page
 from db.tasks import Task
 from generated.models import TaskCreate
 from handlers import body_fields
@@ -16,8 +16,7 @@ from hub.services import tasks as service
 def list_tasks(limit=50, cursor=None, status=None, agent_id=None, priority=None):
     """List tasks, newest first."""
     query = tasks.tasks(status=status, agent_id=agent_id, priority=priority)
-    rows, next_cursor = page(query, Task.id, limit=limit, cursor=cursor, descending=True)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(query, Task.id, limit=limit, cursor=cursor, descending=True), 200
 
 
 def create_task(body):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.concurrency import run_in_threadpool
 
 from db import tools as db_tools
-from db.pagination import page
+from db.pagination import list_page
 from db.tools import ToolExecution
 from generated.models import ToolCreate
 from handlers import body_fields
@@ -50,5 +50,4 @@ async def execute_tool(tool_name, body):
 def list_tool_executions(limit=50, cursor=None, tool=None, status=None, task_id=None, turn_id=None):
     """Tool execution history, newest first."""
     query = db_tools.executions(tool=tool, status=status, task_id=task_id, turn_id=turn_id)
-    rows, next_cursor = page(query, ToolExecution.id, limit=limit, cursor=cursor, descending=True)
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    return list_page(query, ToolExecution.id, limit=limit, cursor=cursor, descending=True), 200

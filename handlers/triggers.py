@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from db import automation
 from db.automation import Trigger
-from db.pagination import page
+from db.pagination import list_page
 from generated.models import TriggerCreate
 from handlers import body_fields
 from hub.http import context
@@ -13,10 +13,9 @@ from hub.services import triggers
 
 def list_triggers(limit=50, cursor=None):
     """List triggers, newest first."""
-    rows, next_cursor = page(
+    return list_page(
         automation.triggers(), Trigger.id, limit=limit, cursor=cursor, descending=True
-    )
-    return {"items": [row.to_api() for row in rows], "next_cursor": next_cursor}, 200
+    ), 200
 
 
 def create_trigger(body):

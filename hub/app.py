@@ -28,7 +28,8 @@ from db import providers as db_providers
 from hub.core import logs, spec
 from hub.http import connexion_fixes, errors
 from hub.http import websocket as ws
-from hub.http.middleware import EdgeMiddleware, PolicyMiddleware
+from hub.http.edge import EdgeMiddleware
+from hub.http.policy import PolicyMiddleware
 from hub.http.ratelimit import RateLimiter
 from hub.http.validation import validator_map
 from hub.runtime import instance

@@ -20,8 +20,8 @@ Check configuration (the only deviations from schemathesis' defaults, each with 
   argument and a subscription's ``url``: the outbound policy refuses the loopback address.
 - ``GET /api/v1/events/stream`` is called with ``follow=false`` (the replay, then the end):
   a live stream never ends, so no response would ever complete. The live stream is covered
-  by tests/hub/test_event_stream.py (the app with its runtime running) and, across two
-  ``aether serve`` processes, by tests/hub/test_multiprocess.py.
+  by tests/events/test_event_stream.py (the app with its runtime running) and, across two
+  ``aether serve`` processes, by tests/runtime/test_multiprocess.py.
 - The anonymous run accepts a 401 from ``POST /api/v1/webhooks/{slug}`` when it is the
   webhook's own signature check (code ``invalid_signature``), not the API-key layer: inbound
   webhooks are public and authenticated by their source's signature instead.

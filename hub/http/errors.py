@@ -14,6 +14,7 @@ from connexion.exceptions import (
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
+from db.pagination import InvalidCursor
 from hub.core import problems, spec
 from hub.core.problems import Problem
 
@@ -82,8 +83,19 @@ def handle_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionRes
     )
 
 
+def handle_invalid_cursor(request: ConnexionRequest, exc: InvalidCursor) -> ConnexionResponse:
+    return render(
+        request,
+        problems.ValidationFailed(
+            "The cursor is not one this server issued.",
+            errors=[{"field": "query.cursor", "message": "invalid cursor"}],
+        ),
+    )
+
+
 def register(app) -> None:
     app.add_error_handler(Problem, handle_problem)
+    app.add_error_handler(InvalidCursor, handle_invalid_cursor)
     app.add_error_handler(ProblemException, handle_connexion_problem)
     app.add_error_handler(HTTPException, handle_http_exception)
     app.add_error_handler(Exception, handle_unexpected)

@@ -6,7 +6,7 @@ import pytest
 
 from hub.services import memory
 from tests.assertions import assert_problem, error_fields
-from tests.hub.test_embeddings import requires_semantic
+from tests.llm.test_embeddings import requires_semantic
 
 URL = "/api/v1/memories"
 NOW = "2026-01-01T12:00:00.000Z"

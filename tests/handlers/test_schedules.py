@@ -1,6 +1,6 @@
 """Schedules over the API: CRUD with whole bodies, validation, enabling and disabling, manual
 runs and the runs history. (Cron ticks, downtime, time zones and concurrency:
-tests/hub/test_scheduler.py.)"""
+tests/runtime/test_scheduler.py.)"""
 
 from __future__ import annotations
 

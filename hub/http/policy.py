@@ -1,205 +1,34 @@
-"""The two ASGI layers around Connexion.
-
-``EdgeMiddleware`` (outermost): request id, body-size limit before any parsing, one JSON
-access-log line and the HTTP metrics per request, a problem for anything that escapes.
-
-``PolicyMiddleware`` (in place of Connexion's security layer, after routing): API-key auth
+"""The policy layer, in place of Connexion's security layer (after routing): API-key auth
 and roles, the per-key rate limit, ``X-Confirm`` on destructive operations,
 ``Idempotency-Key`` replay, and the audit entry for every mutating request.
+
+The policies themselves (role, confirmation, public settings) are declared once per
+operation in openapi.yaml (``x-aether-role``, ``x-aether-confirm``) and read by
+``hub.core.spec.policies()``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import re
-import time
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from db import base as db_base
-from db.base import new_id
 from hub.core import metrics, spec
 from hub.core.problems import (
-    BadRequest,
     ConfirmationRequired,
     Conflict,
     Forbidden,
-    InternalError,
     MethodNotAllowed,
-    PayloadTooLarge,
-    Problem,
     RateLimited,
     Unauthorized,
 )
-from hub.core.problems import render as render_problem
+from hub.http.edge import MUTATING, REPLAY_HEADERS, replay_body, request_info, status_of
 from hub.http.ratelimit import RateLimiter
 from hub.runtime.instance import Runtime
 from hub.services import audit, auth, idempotency
-
-access_log = logging.getLogger("aether.access")
-error_log = logging.getLogger("aether.error")
-
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
-UPLOAD_TYPES = ("multipart/form-data", "application/gzip", "application/x-gzip")
-REPLAY_HEADERS = ("content-type", "location", "etag")
-
-
-def request_info(scope: Scope) -> dict:
-    return scope.setdefault("aether", {"request_id": "", "principal": None, "operation": None})
-
-
-def status_of(exc: BaseException) -> int:
-    for attr in ("status", "status_code"):
-        value = getattr(exc, attr, None)
-        if isinstance(value, int):
-            return value
-    return 500
-
-
-async def send_problem(send: Send, problem: Problem, request_id: str, path: str) -> None:
-    body, media_type = render_problem(problem, request_id, path)
-    headers = [
-        (b"content-type", media_type.encode()),
-        (b"content-length", str(len(body)).encode()),
-        *((k.lower().encode(), v.encode()) for k, v in problem.headers.items()),
-    ]
-    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
-        self.app = app
-        self.runtime = runtime
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        headers = Headers(scope=scope)
-        given = headers.get("x-request-id", "")
-        request_id = given if REQUEST_ID.match(given) else new_id("req")
-        info = request_info(scope)
-        info["request_id"] = request_id
-        rid_header = (b"x-request-id", request_id.encode())
-        status = 500
-        response_started = False
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, response_started
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                response_started = True
-                message["headers"] = [*message.get("headers", []), rid_header]
-            await send(message)
-
-        self.runtime.in_flight += 1
-        metrics.HTTP_IN_FLIGHT.inc()
-        try:
-            limit = self._limit_for(headers)
-            declared = headers.get("content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > limit):
-                problem = (
-                    PayloadTooLarge(f"The body is over the limit of {limit} bytes.")
-                    if declared.isdigit()
-                    else BadRequest("Content-Length is not a number.")
-                )
-                await send_problem(send_with_id, problem, request_id, scope["path"])
-            elif declared is None and "transfer-encoding" in headers:
-                # A chunked body: buffer it (within the limit) and give it a Content-Length,
-                # which Connexion needs to see a body at all.
-                body = await self._read_chunked(receive, limit)
-                if body is None:
-                    problem = PayloadTooLarge(f"The body is over the limit of {limit} bytes.")
-                    await send_problem(send_with_id, problem, request_id, scope["path"])
-                else:
-                    scope["headers"] = [
-                        *(h for h in scope["headers"] if h[0] != b"transfer-encoding"),
-                        (b"content-length", str(len(body)).encode()),
-                    ]
-                    await self.app(scope, _replay(body, receive), send_with_id)
-            else:
-                await self.app(scope, self._limited(receive, limit), send_with_id)
-        except Exception as exc:
-            error_log.error("unhandled error", exc_info=exc, extra={"request_id": request_id})
-            if not response_started:
-                await send_problem(
-                    send_with_id, InternalError("Unexpected error."), request_id, scope["path"]
-                )
-        finally:
-            self.runtime.in_flight -= 1
-            metrics.HTTP_IN_FLIGHT.dec()
-            elapsed = time.perf_counter() - started
-            operation = info.get("operation") or "unknown"
-            metrics.observe_request(operation, scope["method"], status, elapsed)
-            principal = info.get("principal")
-            access_log.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "operation_id": operation,
-                    "actor": principal.key_id if principal else None,
-                },
-            )
-
-    def _limit_for(self, headers: Headers) -> int:
-        content_type = headers.get("content-type", "").lower()
-        if content_type.startswith(UPLOAD_TYPES):
-            return self.runtime.settings.upload_limit
-        return self.runtime.settings.body_limit
-
-    @staticmethod
-    async def _read_chunked(receive: Receive, limit: int) -> bytes | None:
-        """The whole body, or None as soon as it passes ``limit``."""
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            body += message.get("body", b"")
-            if len(body) > limit:
-                return None
-            more = message.get("more_body", False)
-        return bytes(body)
-
-    @staticmethod
-    def _limited(receive: Receive, limit: int) -> Receive:
-        seen = 0
-
-        async def wrapped() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise PayloadTooLarge(f"The body is over the limit of {limit} bytes.")
-            return message
-
-        return wrapped
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A receive channel that yields ``body`` once, then defers to the real one."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 class PolicyMiddleware:
@@ -369,6 +198,6 @@ class PolicyMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, _replay(body, receive), capture)
+            await self.app(scope, replay_body(body, receive), capture)
         finally:
             await run_in_threadpool(idempotency.settle, actor, key, captured)

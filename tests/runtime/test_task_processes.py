@@ -12,7 +12,7 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.hub.test_multiprocess import _free_port, _wait
+from tests.runtime.test_multiprocess import _free_port, _wait
 
 pytestmark = pytest.mark.slow  # hub processes: make test runs these, make test-fast does not
 

@@ -5,7 +5,7 @@ marked ``requires_semantic`` need the optional extra (``pip install -e '.[semant
 without it, unless AETHER_REQUIRE_SEMANTIC=1 (as .ci/run sets after installing the extra), when
 they run and fail. Other test files can use the same marker::
 
-    from tests.hub.test_embeddings import requires_semantic
+    from tests.llm.test_embeddings import requires_semantic
 """
 
 from __future__ import annotations

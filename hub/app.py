@@ -7,10 +7,8 @@ small Starlette router beside it.
 
 from __future__ import annotations
 
-import contextlib
-import copy
+import functools
 import logging
-from functools import partial
 
 from connexion import AsyncApp
 from connexion.middleware import ConnexionMiddleware
@@ -49,7 +47,8 @@ class TagResolver(Resolver):
 
 
 class Hub:
-    """The ASGI entry point: WebSockets to the Starlette router, the rest to HTTP."""
+    """The ASGI entry point of one hub: lifespan starts and stops its runtime, WebSockets go
+    to the Starlette router, HTTP to the edge middleware and the Connexion app."""
 
     def __init__(self, http: ASGIApp, websocket: Router, runtime: Runtime) -> None:
         self.http = http
@@ -59,22 +58,73 @@ class Hub:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             await self.websocket(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
         else:
             await self.http(scope, receive, send)
 
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """The ASGI lifespan protocol: start the runtime, and stop it at shutdown."""
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                except Exception as exc:
+                    log.exception("the hub could not start")
+                    await self.runtime.stop()
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.runtime.stop()
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
 
-def _middlewares(runtime: Runtime, validate_responses: bool) -> list:
+
+def _middlewares(validate_responses: bool) -> list:
     stack = []
-    limiter = RateLimiter()  # per key, shared by every request of this app
     for middleware in ConnexionMiddleware.default_middlewares:
         if middleware is SecurityMiddleware:
-            stack.append(partial(PolicyMiddleware, runtime=runtime, rate_limiter=limiter))
+            stack.append(PolicyMiddleware)
         elif middleware is ResponseValidationMiddleware and not validate_responses:
             continue
         else:
             stack.append(middleware)
     assert RequestValidationMiddleware in stack
     return stack
+
+
+@functools.cache
+def connexion_app(validate_responses: bool) -> AsyncApp:
+    """The Connexion app built from openapi.yaml: routing, policy, validation, handlers.
+
+    It holds nothing of one hub (the edge puts the hub's runtime and rate limiter into each
+    request's scope), so a process builds it once per shape and every hub it creates shares
+    it; Connexion builds its middleware stack at the first request.
+    """
+    connexion_fixes.apply()
+    app = AsyncApp(
+        __name__,
+        specification_dir=str(spec.SPEC_PATH.parent),
+        middlewares=_middlewares(validate_responses),
+        swagger_ui_options=SwaggerUIOptions(
+            spec_path="/api/v1/openapi.json",
+            swagger_ui_path="/api/v1/ui",
+            swagger_ui_config={"persistAuthorization": True, "displayOperationId": True},
+        ),
+    )
+    app.add_api(
+        spec.load(),  # never changed: Connexion works on its own copy (connexion_fixes)
+        resolver=TagResolver(),
+        validate_responses=validate_responses,
+        validator_map=validator_map(),
+        strict_validation=True,
+    )
+    errors.register(app)
+    return app
 
 
 def prepare_database(settings: Settings) -> None:
@@ -112,34 +162,8 @@ def create_app(settings: Settings | None = None) -> Hub:
     runtime = build_runtime(settings)
     runtime.bootstrap_secret = keys.ensure_bootstrap_key(settings.admin_token)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app):
-        await runtime.start()
-        try:
-            yield
-        finally:
-            await runtime.stop()
-
-    app = AsyncApp(
-        __name__,
-        specification_dir=str(spec.SPEC_PATH.parent),
-        lifespan=lifespan,
-        middlewares=_middlewares(runtime, settings.response_validation),
-        swagger_ui_options=SwaggerUIOptions(
-            spec_path="/api/v1/openapi.json",
-            swagger_ui_path="/api/v1/ui",
-            swagger_ui_config={"persistAuthorization": True, "displayOperationId": True},
-        ),
-    )
-    app.add_api(
-        copy.deepcopy(spec.load()),
-        resolver=TagResolver(),
-        validate_responses=settings.response_validation,
-        validator_map=validator_map(),
-        strict_validation=True,
-    )
-    errors.register(app)
-    http: ASGIApp = EdgeMiddleware(app, runtime)
+    app = connexion_app(settings.response_validation)
+    http: ASGIApp = EdgeMiddleware(app, runtime, RateLimiter())
     if settings.cors_origins:
         http = CORSMiddleware(
             http,

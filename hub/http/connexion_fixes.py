@@ -42,8 +42,18 @@ _validate_spec = OpenAPISpecification._validate_spec.__func__
 _validated: set[str] = set()
 
 
+_fingerprints: dict[int, tuple[dict, str]] = {}
+
+
 def _fingerprint(raw_spec: dict) -> str:
-    return hashlib.sha256(json.dumps(raw_spec, sort_keys=True, default=str).encode()).hexdigest()
+    """A digest of the document; computed once per document object (``create_app`` passes
+    the one parsed contract every time, which is never changed)."""
+    known = _fingerprints.get(id(raw_spec))
+    if known is not None and known[0] is raw_spec:
+        return known[1]
+    digest = hashlib.sha256(json.dumps(raw_spec, sort_keys=True, default=str).encode()).hexdigest()
+    _fingerprints[id(raw_spec)] = (raw_spec, digest)  # keeps the object, so its id stays its own
+    return digest
 
 
 def _validate_spec_once(cls, raw_spec) -> None:

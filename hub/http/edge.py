@@ -22,6 +22,7 @@ from hub.core.problems import (
     Problem,
 )
 from hub.core.problems import render as render_problem
+from hub.http.ratelimit import RateLimiter
 from hub.runtime.instance import Runtime
 
 access_log = logging.getLogger("aether.access")
@@ -71,9 +72,10 @@ def replay_body(body: bytes, receive: Receive) -> Receive:
 
 
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+    def __init__(self, app: ASGIApp, runtime: Runtime, rate_limiter: RateLimiter) -> None:
         self.app = app
         self.runtime = runtime
+        self.rate_limiter = rate_limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -85,6 +87,7 @@ class EdgeMiddleware:
         request_id = given if REQUEST_ID.match(given) else new_id("req")
         info = request_info(scope)
         info["request_id"] = request_id
+        info["runtime"], info["rate_limiter"] = self.runtime, self.rate_limiter
         rid_header = (b"x-request-id", request_id.encode())
         status = 500
         response_started = False

@@ -26,16 +26,15 @@ from hub.core.problems import (
     Unauthorized,
 )
 from hub.http.edge import MUTATING, REPLAY_HEADERS, replay_body, request_info, status_of
-from hub.http.ratelimit import RateLimiter
-from hub.runtime.instance import Runtime
 from hub.services import audit, auth, idempotency
 
 
 class PolicyMiddleware:
-    def __init__(self, app: ASGIApp, runtime: Runtime, rate_limiter: RateLimiter) -> None:
+    """Built once per process with the Connexion app; the hub a request belongs to (its
+    runtime and rate limiter) comes with the request, set by ``EdgeMiddleware``."""
+
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.runtime = runtime
-        self.rate_limiter = rate_limiter
         self.policies = spec.policies()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,7 +87,7 @@ class PolicyMiddleware:
                 await self._audit(scope, info, status)
 
     async def _guard(self, scope: Scope, policy: spec.OperationPolicy, info: dict) -> None:
-        settings = self.runtime.settings
+        settings = info["runtime"].settings
         needs_key = policy.role != "public" or (
             policy.public_setting is not None and not getattr(settings, policy.public_setting)
         )
@@ -118,7 +117,7 @@ class PolicyMiddleware:
                 f"This operation needs the {required!r} role; the key has {principal.role!r}.",
                 code="role_too_low",
             )
-        wait = self.rate_limiter.check(principal.key_id, settings.rate_limit_per_minute)
+        wait = info["rate_limiter"].check(principal.key_id, settings.rate_limit_per_minute)
         if wait:
             metrics.RATE_LIMITED.inc()
             retry_after = max(1, int(wait + 0.999))

@@ -154,6 +154,33 @@ def settings(database_url, tmp_path, request) -> Settings:
     )
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_settings(request, tmp_path_factory) -> Settings:
+    """Settings on a fresh database shared by every test of one module (per backend): for
+    modules whose tests only read, or write nothing another test of theirs could see."""
+    name = "m_" + uuid.uuid4().hex[:16]
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("module") / "hub.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        url = f"sqlite:///{path}"
+    else:
+        admin = request.getfixturevalue("pg_admin")
+        strategy = " STRATEGY = FILE_COPY" if admin.info.server_version >= 150000 else ""
+        admin.execute(f"CREATE DATABASE {name} TEMPLATE {PG_TEMPLATE}{strategy}")
+        url = request.getfixturevalue("pg_server").url_for(name)
+    yield Settings(
+        data_dir=str(tmp_path_factory.mktemp("module-data")),
+        database_url=url,
+        rate_limit_per_minute=0,
+        response_validation=True,
+        heartbeat_seconds=3600,
+        log_level="critical",
+    )
+    _close_database()
+    if request.param == "postgresql":
+        _retire_database(request.getfixturevalue("pg_admin"), name)
+
+
 @pytest.fixture
 def app(settings):
     hub = create_app(settings)

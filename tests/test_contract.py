@@ -1,5 +1,14 @@
-"""Schemathesis over every operation of openapi.yaml, authenticated as admin, all checks, on
-SQLite and on PostgreSQL.
+"""Schemathesis over every operation of openapi.yaml, all checks, on SQLite and on PostgreSQL.
+
+KNOWN GAP (found 2026-12-02, open in issue 14, "the contract round-trips"): the first run is
+meant to be authenticated as admin, but the admin key set with ``config.update(headers=…)``
+inside the test reaches schemathesis after it built the operation's test, and the generated
+``Authorization``/``X-API-Key`` values win, so nearly every request of that run is refused
+with 401 (a probe counted 1,494 of 1,572 on agents and tasks). Configured at collection with
+a fixed admin token instead, 60 of 127 operations fail (45 ``ignored_auth``: the hub accepts
+a valid bearer beside an invalid ``X-API-Key``; 10 schema-valid requests rejected; a few
+more). Until issue 14 fixes both, this run checks routing, the 401 path and the anonymous
+run below; the handler tests carry the authenticated behaviour.
 
 Both generation modes (positive and negative) and the coverage phase run, and schemathesis'
 ``ignored_auth`` check probes every operation without and with bad credentials. A second run
@@ -29,17 +38,53 @@ Check configuration (the only deviations from schemathesis' defaults, each with 
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import pytest
 import schemathesis
+import schemathesis.pytest._test_builder as schemathesis_builder
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
-from db import base as db_base
 from hub.app import create_app
 from hub.core import spec
 from hub.services import keys
-from hub.settings import Settings
-from tests.conftest import BACKENDS
+
+_build_operation_test = schemathesis_builder.build_operation_test
+
+
+def _build_when_run(**build):
+    """Schemathesis builds each operation's test, its coverage-phase cases included, when it
+    collects: every pytest-xdist worker paid ~27 s to build all 254 before running any. This
+    builds the same test, from the configuration as it was at collection, the first time its
+    item runs, on the one worker that runs it.
+    (Patched: ``schemathesis.pytest._test_builder.build_operation_test``, schemathesis 4.32.)"""
+    test, config = build["test_func"], build["config"]
+    headers_when_collected = config.headers  # the test sets the key later: not a fixed value
+    built = None
+
+    @functools.wraps(test, updated=())  # not its __dict__: hypothesis' @settings stay with it
+    def run(*args, **kwargs):
+        nonlocal built
+        if built is None:
+            headers, config.headers = config.headers, headers_when_collected
+            try:
+                built = _build_operation_test(**build)
+            finally:
+                config.headers = headers
+            run.__dict__.update(built.__dict__)  # schemathesis' marks, read after the run
+        return built(*args, **kwargs)
+
+    signature = inspect.signature(test)  # what hypothesis leaves: the fixtures, not ``case``
+    run.__signature__ = signature.replace(
+        parameters=[p for name, p in signature.parameters.items() if name != "case"]
+    )
+    del run.__wrapped__
+    return run
+
+
+schemathesis_builder.build_operation_test = _build_when_run
 
 
 class BoundApp:
@@ -68,28 +113,13 @@ schema.config.checks.positive_data_acceptance.expected_statuses = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def contract_hub(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def contract_hub(module_settings):
     """One hub per backend for the whole module, with an admin key."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('contract') / 'hub.db'}"
-    else:
-        url = request.getfixturevalue("pg_server").create_database("contract")
-    settings = Settings(
-        data_dir=str(tmp_path_factory.mktemp("contract-data")),
-        database_url=url,
-        rate_limit_per_minute=0,
-        response_validation=True,
-        heartbeat_seconds=3600,
-        log_level="critical",
-    )
-    bound.target = create_app(settings)
+    bound.target = create_app(module_settings)
     _, secret = keys.create("contract", "admin")
     yield {"Authorization": f"Bearer {secret}"}
     bound.target = None
-    db_base.database.close()
-    if request.param == "postgresql":
-        request.getfixturevalue("pg_server").drop_database("contract")
 
 
 def _positive(case) -> bool:

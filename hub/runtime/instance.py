@@ -104,6 +104,14 @@ class Runtime:
 
     def beat(self) -> None:
         """Record the heartbeat, pick up runtime settings, drop expired idempotency keys."""
+        self.record_heartbeat()
+        self.apply_overrides(system.overrides())
+        idempotency.prune()
+        for work in self.on_beat:
+            work()
+
+    def record_heartbeat(self) -> None:
+        """This instance's row: alive now, draining or not, its workers and how many are busy."""
         with write_transaction():
             system.Instance.update(
                 heartbeat_at=utcnow(),
@@ -111,10 +119,6 @@ class Runtime:
                 workers=self.workers.count if self.workers else 0,
                 busy_workers=self.workers.busy if self.workers else 0,
             ).where(system.Instance.id == self.instance_id).execute()
-        self.apply_overrides(system.overrides())
-        idempotency.prune()
-        for work in self.on_beat:
-            work()
 
     def drain(self) -> None:
         self.draining = True
@@ -142,7 +146,7 @@ class Runtime:
         if self.settings.workers > 0:
             self.workers = WorkerPool(self, self.settings.workers)
             await self.workers.start()
-            await asyncio.to_thread(self.beat)
+            await asyncio.to_thread(self.record_heartbeat)  # other instances see the workers
 
     def wake_workers(self) -> None:
         if self.workers is not None:

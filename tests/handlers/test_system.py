@@ -202,3 +202,11 @@ def test_the_body_limit_is_a_setting(app, client):
     app.runtime.settings = app.runtime.settings.replace(body_limit=100)
     response = client.post("/api/v1/agents", json={"id": "x" * 200, "name": "n", "model": "a/b"})
     assert response.status_code == 413
+
+
+def test_metrics_can_be_made_private(app, anon, keyring):
+    """Public by default (AETHER_METRICS_PUBLIC); made private, it needs a key like the rest."""
+    app.runtime.apply_overrides({"metrics_public": False})
+    assert anon.get("/metrics").status_code == 401
+    viewer = anon.get("/metrics", headers={"Authorization": f"Bearer {keyring['viewer']}"})
+    assert viewer.status_code == 200

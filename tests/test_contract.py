@@ -52,28 +52,30 @@ from hub.core import spec
 from hub.services import keys
 
 _build_operation_test = schemathesis_builder.build_operation_test
+_built: dict[tuple[str, str], object] = {}  # (test, operation): built once per process
 
 
 def _build_when_run(**build):
     """Schemathesis builds each operation's test, its coverage-phase cases included, when it
     collects: every pytest-xdist worker paid ~27 s to build all 254 before running any. This
     builds the same test, from the configuration as it was at collection, the first time its
-    item runs, on the one worker that runs it.
+    item runs, on the one worker that runs it; the other backend's item of the same operation
+    reuses it (the generated cases do not depend on the backend).
     (Patched: ``schemathesis.pytest._test_builder.build_operation_test``, schemathesis 4.32.)"""
     test, config = build["test_func"], build["config"]
     headers_when_collected = config.headers  # the test sets the key later: not a fixed value
-    built = None
+    key = (test.__qualname__, build["operation"].label)
 
     @functools.wraps(test, updated=())  # not its __dict__: hypothesis' @settings stay with it
     def run(*args, **kwargs):
-        nonlocal built
+        built = _built.get(key)
         if built is None:
             headers, config.headers = config.headers, headers_when_collected
             try:
-                built = _build_operation_test(**build)
+                built = _built[key] = _build_operation_test(**build)
             finally:
                 config.headers = headers
-            run.__dict__.update(built.__dict__)  # schemathesis' marks, read after the run
+        run.__dict__.update(built.__dict__)  # schemathesis' marks, read after the run
         return built(*args, **kwargs)
 
     signature = inspect.signature(test)  # what hypothesis leaves: the fixtures, not ``case``

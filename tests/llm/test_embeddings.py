@@ -1,4 +1,4 @@
-"""Embeddings and ranking for semantic and hybrid memory search (hub/embeddings.py).
+"""Embeddings and ranking for semantic and hybrid memory search (hub/llm/embeddings.py).
 
 The pure parts (reciprocal rank fusion, ranking, the missing-extra path) always run. The tests
 marked ``requires_semantic`` need the optional extra (``pip install -e '.[semantic]'``): they skip

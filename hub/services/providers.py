@@ -106,7 +106,6 @@ def load(registry: ProviderRegistry, settings: Settings) -> tuple:
                 models=settings.openai_models,
             )
         )
-    box = None
     stored = {config.id for config in db_providers.all_configs()}
     for provider_id in list(registry.ids()):
         if source_of(provider_id, settings) == "api" and provider_id not in stored:
@@ -116,8 +115,7 @@ def load(registry: ProviderRegistry, settings: Settings) -> tuple:
             continue
         key = None
         if config.api_key_encrypted:
-            box = box or crypto.SecretBox(crypto.secret_key(settings))
-            key = box.decrypt(config.api_key_encrypted)
+            key = crypto.box().decrypt(config.api_key_encrypted)
         registry.register(_build(config, key))
     return db_providers.signature()
 

@@ -192,6 +192,12 @@ def before_commit(hook: Callable[[], None]) -> None:
     _hooks.before.append(hook)
 
 
+def in_write_transaction() -> bool:
+    """Whether this thread is inside a ``write_transaction`` (user programs must not run
+    there: they would hold the write lock for as long as they run)."""
+    return _hooks.depth > 0
+
+
 def after_commit(hook: Callable[[], None]) -> None:
     """Run ``hook`` once the current write transaction has committed."""
     _hooks.after.append(hook)

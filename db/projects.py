@@ -83,6 +83,8 @@ class EventMapping(BaseModel):
     filter = peewee.TextField(null=True)
     type = peewee.CharField(max_length=120)
     created_at = peewee.DateTimeField()
+    error_count = peewee.IntegerField(default=0)
+    last_error = JSONField(null=True)
 
     class Meta:
         table_name = "event_mapping"
@@ -95,6 +97,8 @@ class EventMapping(BaseModel):
             "action": self.action,
             "filter": self.filter,
             "type": self.type,
+            "error_count": self.error_count,
+            "last_error": self.last_error,
             "created_at": iso(self.created_at),
         }
 

@@ -2045,25 +2045,17 @@ class EventMappingCreate(BaseModel):
     type: EventType
 
 
-class EventMapping(BaseModel):
+class MappingError(BaseModel):
+    """
+    The last failure of the mapping's filter: it failed on a delivery's payload or ran past the user-program limits (`AETHER_PROGRAM_TIMEOUT_MS`, `AETHER_PROGRAM_MEMORY_MB`). The delivery then matched no mapping; an `event_mapping.failed` event says the same.
+    """
+
     model_config = ConfigDict(
         extra='forbid',
     )
-    id: str
-    source: IntegrationKind
-    event: str
-    action: str | None = Field(...)
-    filter: str | None = Field(...)
-    type: str
-    created_at: AwareDatetime
-
-
-class EventMappingList(BaseModel):
-    model_config = ConfigDict(
-        extra='forbid',
-    )
-    items: list[EventMapping]
-    next_cursor: NextCursor | None
+    message: str
+    at: AwareDatetime
+    delivery_id: str | None = Field(...)
 
 
 class ActionKind(RootModel[Literal['create_task']]):
@@ -2314,3 +2306,29 @@ class Trace(BaseModel):
     tasks: list[Task]
     turns: list[Turn]
     tool_executions: list[ToolExecution]
+
+
+class EventMapping(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    source: IntegrationKind
+    event: str
+    action: str | None = Field(...)
+    filter: str | None = Field(...)
+    type: str
+    error_count: int = Field(
+        ...,
+        description='Deliveries on which the filter failed (or ran past its limits).',
+    )
+    last_error: MappingError | None
+    created_at: AwareDatetime
+
+
+class EventMappingList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[EventMapping]
+    next_cursor: NextCursor | None

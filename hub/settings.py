@@ -68,6 +68,9 @@ class Settings:
     delivery_backoff_max_seconds: float = 600.0
     delivery_timeout_seconds: float = 10.0
     scheduler_poll_seconds: float = 1.0
+    program_timeout_ms: int = 200
+    program_memory_mb: int = 256
+    program_workers: int = 2
 
     # Keys PATCH /api/v1/config may change while the hub runs.
     RUNTIME_TUNABLE = ("log_level", "rate_limit_per_minute", "metrics_public")

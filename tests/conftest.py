@@ -100,10 +100,10 @@ class WorkerDatabase:
     """One PostgreSQL database per pytest worker, migrated, emptied after every test.
 
     Creating a database per test (a copy of the template) and dropping it after cost two
-    checkpoints of the whole cluster and ~20 ms each; emptying one costs a TRUNCATE. After a
-    test its connections are ended (threads of its app may have left some open), then every
-    table but the migrations' own is truncated and its sequences restarted, so each test
-    starts as on a fresh copy of the template."""
+    checkpoints of the whole cluster and ~20 ms each; emptying one costs a few deletes. After
+    a test its connections are ended (threads of its app may have left some open), then every
+    table but the migrations' own is emptied and the sequences restarted, so each test starts
+    as on a fresh copy of the template."""
 
     def __init__(self, server, admin) -> None:
         self.name = "w_" + uuid.uuid4().hex[:16]
@@ -117,8 +117,20 @@ class WorkerDatabase:
                 " AND tablename <> 'schema_migration'"
             )
         ]
-        self._truncate = (
-            "TRUNCATE " + ", ".join(f'"{table}"' for table in tables) + " RESTART IDENTITY CASCADE"
+        sequences = [
+            row[0]
+            for row in self.connection.execute(
+                "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
+            )
+        ]
+        # DELETE, not TRUNCATE: a TRUNCATE of the 30-odd tables replaces every table's files
+        # and cost ~40 ms per test; deleting the few rows a test wrote costs ~5 ms. Foreign
+        # keys are not checked while emptying (the replica role); sequences start again at 1.
+        self._empty = " ".join(
+            ["SET session_replication_role = replica;"]
+            + [f'DELETE FROM "{table}";' for table in tables]
+            + [f'ALTER SEQUENCE "{sequence}" RESTART;' for sequence in sequences]
+            + ["SET session_replication_role = DEFAULT;"]
         )
 
     def empty(self) -> None:
@@ -127,7 +139,7 @@ class WorkerDatabase:
             " WHERE datname = %s AND pid <> pg_backend_pid()",
             (self.name,),
         )
-        self.connection.execute(self._truncate)
+        self.connection.execute(self._empty)
 
 
 @pytest.fixture(scope="session")

@@ -1,44 +1,38 @@
-"""jq filters (the ``jq`` package): compiled once; a filter matches when its first output is
-truthy the jq way (anything but ``false`` and ``null``), so both ``.action == "opened"`` and
-``select(.issue.labels | length > 0)`` work; no output at all does not match."""
+"""jq filters: a filter matches when its first output is truthy the jq way (anything but
+``false`` and ``null``), so both ``.action == "opened"`` and ``select(.issue.labels | length >
+0)`` work; no output at all does not match. Filters are user programs: they compile and run
+in ``hub.core.programs``' worker processes, bounded in time and memory."""
 
 from __future__ import annotations
 
-import functools
-
-import jq
-
+from hub.core import programs
 from hub.core.problems import Unprocessable
 
 
 class FilterError(Exception):
-    """A filter that does not compile or fails on a value."""
+    """A filter that does not compile, fails on a value or runs past its limits."""
 
 
-@functools.lru_cache(maxsize=512)
-def _compiled(program: str):
-    return jq.compile(program)
-
-
-def compile_filter(program: str, field: str = "body.filter"):
-    """The compiled program, or a 422 naming ``field`` when it does not compile."""
+def compile_filter(program: str, field: str = "body.filter") -> None:
+    """Nothing when ``program`` compiles; a 422 naming ``field`` when it does not."""
     try:
-        return _compiled(program)
-    except ValueError as exc:
+        programs.check_jq(program)
+    except programs.ProgramError as exc:
+        message = str(exc) if exc.reason == "compile" else f"it cannot be compiled: {exc}"
         raise Unprocessable(
-            f"The jq filter does not compile: {exc}",
+            f"The jq filter does not compile: {message}",
             code="invalid_filter",
-            errors=[{"field": field, "message": str(exc)}],
+            errors=[{"field": field, "message": message}],
         ) from None
 
 
 def matches(program: str | None, value) -> bool:
     """Whether ``program``'s first output is truthy for ``value`` (no program: always).
-    Raises ``FilterError`` when the program fails to compile or to run."""
+    Raises ``FilterError`` when the program fails to compile, to run, or within its limits.
+    Never call it inside a write transaction: it may take the whole time limit."""
     if not program:
         return True
     try:
-        outputs = _compiled(program).input_value(value).all()
-    except ValueError as exc:
+        return programs.jq_matches(program, value)
+    except programs.ProgramError as exc:
         raise FilterError(str(exc)) from None
-    return bool(outputs) and outputs[0] is not None and outputs[0] is not False

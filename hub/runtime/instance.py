@@ -20,7 +20,7 @@ import peewee
 from db import system
 from db.base import new_id, utcnow, write_transaction
 from hub import __version__
-from hub.core import generations, logs, metrics, signals
+from hub.core import generations, logs, metrics, programs, signals
 from hub.core.aio import cancel_and_wait
 from hub.events import bus
 from hub.runtime import deliveries, processor, scheduler
@@ -142,6 +142,9 @@ class Runtime:
             asyncio.create_task(processor.process_forever(self.bus)),
             asyncio.create_task(scheduler.run_forever(self)),
             asyncio.create_task(deliveries.run_forever(self)),
+            # a user-program worker, ready before the first filter or template (it lives as
+            # long as this process: a later runtime in the same process reuses it)
+            asyncio.create_task(asyncio.to_thread(programs.warm)),
         ]
         if self.settings.workers > 0:
             self.workers = WorkerPool(self, self.settings.workers)

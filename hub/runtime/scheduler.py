@@ -1,6 +1,7 @@
 """Schedules: fire due cron schedules exactly once across every hub process.
 
-``tick()`` claims one due schedule at a time, in a write transaction of its own: on
+``tick()`` renders a due schedule's action (its template, a user program: never inside a
+transaction), then claims that schedule in a write transaction of its own: on
 PostgreSQL with ``SELECT … FOR UPDATE SKIP LOCKED`` (another process skips a schedule being
 fired and takes the next one; once the fire commits, the schedule's ``next_run_at`` is in
 the future and nobody sees it due any more); on SQLite the immediate write transaction lets
@@ -21,6 +22,7 @@ import asyncio
 import logging
 
 from db import automation
+from db.automation import Schedule
 from db.base import is_postgres, utcnow, write_transaction
 from hub.services import schedules
 
@@ -34,16 +36,24 @@ def tick() -> int:
     if not automation.due(utcnow()).exists():  # idle: no write lock taken to find nothing
         return 0
     ran = 0
+    elsewhere: set[str] = set()  # due schedules another process holds: it fires them
     while True:
+        now = utcnow()
+        candidate = automation.due(now).where(Schedule.id.not_in(tuple(elsewhere))).first()
+        if candidate is None:
+            return ran
+        prepared = schedules.prepare(candidate, now)  # the template: before the transaction
         with write_transaction():
-            now = utcnow()
-            query = automation.due(now).limit(1)
+            query = automation.due(utcnow()).where(Schedule.id == candidate.id)
             if is_postgres():
                 query = query.for_update(skip_locked=True)
             schedule = query.first()
-            if schedule is None:
-                return ran
-            if schedules.fire(schedule, now) is not None:
+            if schedule is None:  # fired by another process meanwhile, or held by one
+                elsewhere.add(candidate.id)
+                continue
+            if schedule.action != candidate.action:  # changed meanwhile: render it again
+                continue
+            if schedules.fire(schedule, now, prepared) is not None:
                 ran += 1
 
 

@@ -3,8 +3,12 @@
 A delivery matches a mapping when the source is the integration's kind, the event name is
 the delivery's (``X-GitHub-Event`` …), the mapping's ``action`` (when set) is the payload's
 action (GitHub and generic: ``action``; GitLab: ``object_attributes.action``) and its jq
-``filter`` (when set) is true for the payload. The first match in creation order wins. A
-filter that fails on a payload counts as no match (and is logged).
+``filter`` (when set) is true for the payload. The first match in creation order wins.
+
+Filters are user programs (``hub.core.programs``: bounded in time and memory, in a worker
+process). One that fails on a payload or runs past its limits counts as no match; the failure
+is recorded on the mapping (``error_count``, ``last_error``), logged, and told by an
+``event_mapping.failed`` event.
 """
 
 from __future__ import annotations
@@ -12,10 +16,19 @@ from __future__ import annotations
 import logging
 
 from db import projects
-from db.base import database, is_postgres, new_id, utcnow, write_transaction
+from db.base import (
+    database,
+    in_write_transaction,
+    is_postgres,
+    iso,
+    new_id,
+    utcnow,
+    write_transaction,
+)
 from db.projects import EventMapping
 from hub.core import jqfilter
 from hub.core.problems import Conflict, NotFound
+from hub.events import log as events
 
 log = logging.getLogger("aether.webhooks")
 
@@ -119,8 +132,17 @@ def action_of(kind: str, payload) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def match(kind: str, event: str | None, payload) -> EventMapping | None:
-    """The first mapping (by creation) that this delivery matches, or None."""
+def _outside_transaction(what: str) -> None:
+    if in_write_transaction():
+        raise RuntimeError(f"{what} runs user programs: never inside a write transaction")
+
+
+def match(
+    kind: str, event: str | None, payload, delivery_id: str | None = None
+) -> EventMapping | None:
+    """The first mapping (by creation) that this delivery matches, or None. Runs the
+    mappings' filters: call it outside any write transaction."""
+    _outside_transaction("matching event mappings")
     if not event:
         return None
     action = action_of(kind, payload)
@@ -131,10 +153,25 @@ def match(kind: str, event: str | None, payload) -> EventMapping | None:
             if not jqfilter.matches(mapping.filter, payload):
                 continue
         except jqfilter.FilterError as exc:
-            log.warning(
-                "event mapping filter failed; treated as no match",
-                extra={"mapping_id": mapping.id, "filter": mapping.filter, "error": str(exc)},
-            )
+            _failed(mapping, delivery_id, str(exc))
             continue
         return mapping
     return None
+
+
+def _failed(mapping: EventMapping, delivery_id: str | None, message: str) -> None:
+    message = message if len(message) <= 1000 else message[:999] + "…"
+    log.warning(
+        "event mapping filter failed; treated as no match",
+        extra={"mapping_id": mapping.id, "delivery_id": delivery_id, "error": message},
+    )
+    with write_transaction():
+        EventMapping.update(
+            error_count=EventMapping.error_count + 1,
+            last_error={"message": message, "at": iso(utcnow()), "delivery_id": delivery_id},
+        ).where(EventMapping.id == mapping.id).execute()
+        events.emit(
+            "event_mapping.failed",
+            subject=mapping.id,
+            payload={"mapping_id": mapping.id, "delivery_id": delivery_id, "error": message},
+        )

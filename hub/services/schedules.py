@@ -36,7 +36,7 @@ from db import automation
 from db.automation import Schedule, ScheduleRun
 from db.base import after_commit, iso, new_id, utcnow, write_transaction
 from hub.core import signals
-from hub.core.problems import Unprocessable, require
+from hub.core.problems import Conflict, Unprocessable, require
 from hub.events import log as events
 from hub.services import actions
 from hub.services.etags import check_if_match
@@ -44,6 +44,7 @@ from hub.services.etags import check_if_match
 log = logging.getLogger("aether.scheduler")
 
 DEFAULT_TIMEZONE = "UTC"
+PREPARE_ATTEMPTS = 3  # renders of a manual run whose action keeps changing meanwhile
 _SEARCH = 1000  # candidates croniter may offer before a schedule is said to never fire
 
 
@@ -118,6 +119,8 @@ def update(schedule_id: str, body: dict, *, if_match: str | None) -> Schedule:
     """Change the fields given. Disabling clears ``next_run_at``; enabling, or a new cron or
     time zone, computes it afresh from now."""
     now = utcnow()
+    get(schedule_id)  # a missing schedule is a 404 before its body is judged
+    action = actions.check(body["action"]) if body.get("action") is not None else None
     with write_transaction():
         schedule = get(schedule_id)
         check_if_match(if_match, schedule.etag)
@@ -131,8 +134,8 @@ def update(schedule_id: str, body: dict, *, if_match: str | None) -> Schedule:
             schedule.name = body["name"]
         if body.get("enabled") is not None:
             schedule.enabled = body["enabled"]
-        if body.get("action") is not None:
-            schedule.action = actions.check(body["action"])
+        if action is not None:
+            schedule.action = action
         upcoming = _first_tick(schedule.cron, schedule.timezone, now)
         if not schedule.enabled:
             schedule.next_run_at = None
@@ -172,19 +175,42 @@ def _event(kind: str, schedule: Schedule) -> None:
 
 
 def run_now(schedule_id: str) -> ScheduleRun:
-    """Run the action at once (a ``manual`` run); the cron timing is unchanged."""
-    with write_transaction():
-        return _run(get(schedule_id), trigger="manual", scheduled_for=None)
+    """Run the action at once (a ``manual`` run); the cron timing is unchanged. The template
+    renders before the write transaction; should the action change meanwhile, it renders
+    again."""
+    for _ in range(PREPARE_ATTEMPTS):
+        seen = get(schedule_id)
+        started = utcnow()
+        prepared = prepare(seen, started)
+        with write_transaction():
+            schedule = get(schedule_id)
+            if schedule.action == seen.action:
+                return _run(schedule, prepared, started, trigger="manual", scheduled_for=None)
+    raise Conflict(
+        "The schedule's action kept changing while it was being run; try again.",
+        code="concurrent_change",
+    )
 
 
-def fire(schedule: Schedule, now: dt.datetime) -> ScheduleRun | None:
-    """Run a due schedule's tick and move ``next_run_at`` to the first tick after ``now``
-    (inside the scheduler's transaction, which holds the schedule). ``None`` when the tick
-    had a run already (the unique index on (schedule_id, scheduled_for) said so)."""
+def prepare(schedule: Schedule, started: dt.datetime) -> dict | str:
+    """The body of the task the schedule's action makes for a run starting at ``started``
+    (its template rendered, in the user-program workers: never inside a write
+    transaction), or the reason it cannot run."""
+    try:
+        return actions.prepare(schedule.action, _template_context(schedule, started))
+    except actions.ActionFailed as exc:
+        return str(exc)
+
+
+def fire(schedule: Schedule, now: dt.datetime, prepared: dict | str) -> ScheduleRun | None:
+    """Run a due schedule's tick with the body ``prepare`` made, and move ``next_run_at``
+    to the first tick after ``now`` (inside the scheduler's transaction, which holds the
+    schedule). ``None`` when the tick had a run already (the unique index on
+    (schedule_id, scheduled_for) said so)."""
     run = None
     try:
         with write_transaction():
-            run = _run(schedule, trigger="cron", scheduled_for=schedule.next_run_at)
+            run = _run(schedule, prepared, now, trigger="cron", scheduled_for=schedule.next_run_at)
     except peewee.IntegrityError:
         log.warning(
             "a schedule's tick ran already",
@@ -212,20 +238,25 @@ def _template_context(schedule: Schedule, now: dt.datetime) -> dict:
     }
 
 
-def _run(schedule: Schedule, *, trigger: str, scheduled_for: dt.datetime | None) -> ScheduleRun:
-    """Carry out the action (in a savepoint: a failure undoes only what it did), record the
-    run and its event, stamp ``last_run_at``."""
-    started = utcnow()
+def _run(
+    schedule: Schedule,
+    prepared: dict | str,
+    started: dt.datetime,
+    *,
+    trigger: str,
+    scheduled_for: dt.datetime | None,
+) -> ScheduleRun:
+    """Make the task ``prepare`` described (in a savepoint: a failure undoes only what it
+    did), record the run and its event, stamp ``last_run_at``."""
     trace_id = events.new_trace_id()
-    task_id = error = None
+    task_id = None
+    error = prepared if isinstance(prepared, str) else None
     try:
-        with write_transaction():
-            task_id = actions.run(
-                schedule.action,
-                _template_context(schedule, started),
-                created_by=f"schedule:{schedule.id}",
-                trace_id=trace_id,
-            ).id
+        if error is None:
+            with write_transaction():
+                task_id = actions.create(
+                    prepared, created_by=f"schedule:{schedule.id}", trace_id=trace_id
+                ).id
     except actions.ActionFailed as exc:
         error = str(exc)
     except Exception as exc:  # a bug, or the database: the savepoint rolled back

@@ -2,13 +2,14 @@
 run an action (``hub.services.actions``: make a task whose description is a template over
 the event).
 
-The durable event processor calls :func:`consume` with new events, inside its transaction,
-exactly once per event across every hub process. Each fire runs in a savepoint of its own: a
-fire that fails (the template, the filter, no agent to route to) rolls back alone, is
-recorded on the trigger (``last_error``, ``error_count``) with a ``trigger.failed`` event,
-and the other triggers and events go on. A fire records ``fired_count``, ``last_fired_at``
-and a ``trigger.fired`` event. The task and both events carry the trace of the event that
-caused them.
+The durable event processor hands new events to :func:`plan` (outside any transaction: the
+filters and templates, user programs, run there within their limits) and carries the plan out
+with :func:`apply` inside its transaction, exactly once per event across every hub process.
+Each fire runs in a savepoint of its own: a fire that fails (the template, the filter, no
+agent to route to) rolls back alone, is recorded on the trigger (``last_error``,
+``error_count``) with a ``trigger.failed`` event, and the other triggers and events go on.
+A fire records ``fired_count``, ``last_fired_at`` and a ``trigger.fired`` event. The task and
+both events carry the trace of the event that caused them.
 
 **No loops.** A trigger whose action makes events it matches (a trigger on ``task.*`` that
 creates tasks) would fire forever. Two guards stop that:
@@ -30,7 +31,7 @@ import logging
 from db import automation
 from db import tasks as db_tasks
 from db.automation import Trigger
-from db.base import after_commit, iso, new_id, utcnow, write_transaction
+from db.base import after_commit, in_write_transaction, iso, new_id, utcnow, write_transaction
 from db.events import Event
 from hub.core import jqfilter, signals
 from hub.core.problems import require
@@ -62,10 +63,11 @@ def get(trigger_id: str) -> Trigger:
 
 
 def create(body: dict) -> Trigger:
+    fields = _fields(body)
     now = utcnow()
     with write_transaction():
         trigger = Trigger.create(
-            id=new_id("trg"), created_at=now, updated_at=now, version=1, **_fields(body)
+            id=new_id("trg"), created_at=now, updated_at=now, version=1, **fields
         )
         _event("created", trigger)
     return trigger
@@ -74,10 +76,12 @@ def create(body: dict) -> Trigger:
 def replace(trigger_id: str, body: dict, *, if_match: str | None) -> Trigger:
     """Replace the definition (name, type, filter, action, enabled); the counters and the
     last error stay."""
+    get(trigger_id)  # a missing trigger is a 404 before its body is judged
+    fields = _fields(body)  # compiles the filter and the template: outside the transaction
     with write_transaction():
         trigger = get(trigger_id)
         check_if_match(if_match, trigger.etag)
-        for name, value in _fields(body).items():
+        for name, value in fields.items():
             setattr(trigger, name, value)
         trigger.version += 1
         trigger.updated_at = utcnow()
@@ -158,13 +162,22 @@ class _Batch:
         return self.reactions[trace_id]
 
 
-def consume(batch: list) -> None:
-    """Fire the enabled triggers matching each event (``db.events.Event`` rows, oldest
-    first), inside the processor's write transaction."""
+def _outside_transaction(what: str) -> None:
+    if in_write_transaction():
+        raise RuntimeError(f"{what} runs user programs: never inside a write transaction")
+
+
+def plan(batch: list) -> list[tuple]:
+    """What the enabled triggers do about each event (``db.events.Event`` rows, oldest first):
+    ``("fire", trigger, event, task body)``, ``("fail", trigger, event, message)`` or
+    ``("skip", trigger, event, None)``, in order. The filters and templates run here, in the
+    user-program workers: call it outside any write transaction, then :func:`apply`."""
+    _outside_transaction("planning triggers")
     enabled = automation.enabled_triggers()
     if not enabled or not batch:
-        return
+        return []
     seen = _Batch()
+    steps: list[tuple] = []
     for event in batch:
         matching = [t for t in enabled if events.matches((t.event_type,), event.type)]
         if not matching:
@@ -182,26 +195,38 @@ def consume(batch: list) -> None:
                 failure = f"the filter failed: {exc}"
             counts = seen.counts(event.trace_id)
             if counts[trigger.id] >= MAX_REACTIONS_PER_TRACE:
-                _skipped(trigger, event)
+                steps.append(("skip", trigger, event, None))
                 continue
             counts[trigger.id] += 1
             if failure is None:
-                failure = _fire(trigger, event, view)
-            if failure is not None:
-                _failed(trigger, event, failure)
+                try:
+                    body = actions.prepare(trigger.action, {"event": view})
+                except actions.ActionFailed as exc:
+                    failure = str(exc)
+            if failure is None:
+                steps.append(("fire", trigger, event, body))
+            else:
+                steps.append(("fail", trigger, event, failure))
+    return steps
 
 
-def _fire(trigger: Trigger, event, view: dict) -> str | None:
-    """Run the trigger's action for ``event`` in a savepoint; the error text when it failed
+def apply(steps: list[tuple]) -> None:
+    """Carry out what :func:`plan` decided, inside the processor's write transaction."""
+    for kind, trigger, event, detail in steps:
+        if kind == "skip":
+            _skipped(trigger, event)
+            continue
+        failure = _fire(trigger, event, detail) if kind == "fire" else detail
+        if failure is not None:
+            _failed(trigger, event, failure)
+
+
+def _fire(trigger: Trigger, event, body: dict) -> str | None:
+    """Make the task ``body`` for ``event`` in a savepoint; the error text when it failed
     (everything it did rolled back)."""
     try:
         with write_transaction():
-            task = actions.run(
-                trigger.action,
-                {"event": view},
-                created_by=f"trigger:{trigger.id}",
-                trace_id=event.trace_id,
-            )
+            task = actions.create(body, created_by=f"trigger:{trigger.id}", trace_id=event.trace_id)
             now = utcnow()
             Trigger.update(fired_count=Trigger.fired_count + 1, last_fired_at=now).where(
                 Trigger.id == trigger.id

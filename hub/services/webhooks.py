@@ -73,7 +73,7 @@ def receive(slug: str, headers: Mapping[str, str], raw: bytes) -> tuple[dict, bo
     delivery_id = webhook_signatures.delivery_id(kind, headers, raw)
     if projects.receipt(integration.id, delivery_id) is not None:
         return _duplicate(integration, delivery_id), False
-    mapping = event_mappings.match(kind, name, payload)
+    mapping = event_mappings.match(kind, name, payload, delivery_id)
     mapped = mapping.type if mapping else None
     try:
         with write_transaction():

@@ -92,6 +92,7 @@ def test_migrations_apply_once(fresh_db):
         "0004_work",
         "0005_memory",
         "0006_events",
+        "0007_mapping_errors",
     ]
     assert db_base.migrate() == names
     assert db_base.migrate() == []

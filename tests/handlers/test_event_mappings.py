@@ -64,6 +64,8 @@ def test_create_answers_the_whole_mapping(client, clock):
         "action": "published",
         "filter": ".release.prerelease == false",
         "type": "release.published",
+        "error_count": 0,
+        "last_error": None,
         "created_at": NOW,
     }
     assert response.headers["location"] == f"{URL}/{body['id']}"
@@ -127,6 +129,8 @@ def test_seed_installs_the_defaults_once(client, clock):
         "action": "closed",
         "filter": ".pull_request.merged == true",
         "type": "pr.merged",
+        "error_count": 0,
+        "last_error": None,
         "created_at": NOW,
     }
 

@@ -66,8 +66,9 @@ def emit(type_: str, payload: dict, *, trace_id: str | None = None, **fields) ->
 
 
 def consume(*rows: Event) -> None:
+    steps = triggers.plan(list(rows))  # the user programs run outside the transaction
     with write_transaction():
-        triggers.consume(list(rows))
+        triggers.apply(steps)
 
 
 def events_of(type_: str) -> list[Event]:

@@ -6,6 +6,7 @@ database URL says so. The same models, queries and numbered migrations serve bot
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -18,6 +19,7 @@ from typing import Any
 import peewee
 from playhouse import migrations as pw_migrations
 from playhouse.db_url import connect as url_connect
+from playhouse.db_url import parse as url_parse
 
 database = peewee.DatabaseProxy()
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -54,7 +56,8 @@ def iso(value: dt.datetime | None) -> str | None:
         return None
     if isinstance(value, str):  # SQLite hands back text for some expressions
         value = dt.datetime.fromisoformat(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    # isoformat pads the year to four digits (strftime's %Y writes year 870 as "870")
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 # --- ids ---------------------------------------------------------------------------------
@@ -95,7 +98,8 @@ class JSONField(peewee.TextField):
     def db_value(self, value: Any) -> str | None:
         if value is None:
             return None
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+        # allow_nan=False: every byte the hub stores (and so emits) is valid JSON
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
 
     def python_value(self, value: Any) -> Any:
         if value is None or not isinstance(value, str):
@@ -144,15 +148,129 @@ class Prepared:
 # --- connection and migrations -----------------------------------------------------------
 
 
+def owner_only(path: Path) -> None:
+    """Make the SQLite file at ``path`` readable by its owner only: its folder is created
+    0700, the file 0600 (SQLite gives its ``-wal`` and ``-shm`` files the database file's
+    mode); an existing file (and its ``-wal``/``-shm``) that others could read is tightened."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            mode = file.stat().st_mode & 0o777
+            if mode & 0o077:
+                file.chmod(mode & 0o700)
+        except FileNotFoundError:
+            pass
+
+
+class DatabaseUnavailable(peewee.OperationalError):
+    """The database cannot be reached, or the connection to it was lost mid-work: nothing
+    the request wrote is known to have committed, and trying again shortly may work (the HTTP
+    layer answers 503 with ``Retry-After``)."""
+
+
+_READ = ("select", "with", "show")  # statements safe to run again on a fresh connection
+
+
+class ReconnectingPostgresqlDatabase(peewee.PostgresqlDatabase):
+    """PostgreSQL that survives its server restarting (or a network blip).
+
+    Each thread keeps its own connection; one found dead (psycopg says ``closed`` or
+    ``broken``) is dropped and the next use connects afresh:
+
+    - before a transaction begins, a dead connection is replaced and ``BEGIN`` is tried once
+      more: nothing has been done yet;
+    - a read outside a transaction that fails because the connection died runs once more on
+      a fresh one;
+    - anything else cut off by a lost connection (a write, or any statement inside a
+      transaction, whose outcome is unknown) raises :class:`DatabaseUnavailable`, as does a
+      connection that cannot be opened: the caller answers 503, never 500, and the server
+      itself rolled back whatever the lost connection had not committed.
+    """
+
+    def _lost(self) -> bool:
+        conn = self._state.conn
+        return conn is not None and bool(conn.closed or getattr(conn, "broken", False))
+
+    def _drop(self) -> None:
+        """Forget this thread's dead connection (outside a transaction only)."""
+        with contextlib.suppress(Exception):
+            self._state.conn.close()
+        self._state.reset()
+
+    def connect(self, reuse_if_open=False):
+        try:
+            return super().connect(reuse_if_open)
+        except peewee.OperationalError as exc:
+            if not self._state.closed:
+                raise  # "Connection already opened": a bug, not the server
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+
+    def _ensure_connected(self) -> None:
+        # Connect here, not inside Peewee's own exception wrapper (which would turn
+        # DatabaseUnavailable back into a plain OperationalError).
+        if self._state.closed:
+            self.connect()
+
+    def begin(self, *args, **kwargs):
+        if self._lost():
+            self._drop()
+        self._ensure_connected()
+        try:
+            return super().begin(*args, **kwargs)
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if isinstance(exc, DatabaseUnavailable) or not self._lost():
+                raise
+            self._drop()
+        self._ensure_connected()
+        return super().begin(*args, **kwargs)
+
+    def execute_sql(self, sql, params=None):
+        in_transaction = self.in_transaction()
+        if self._lost():
+            if in_transaction:
+                raise DatabaseUnavailable("the connection to PostgreSQL was lost")
+            self._drop()
+        self._ensure_connected()
+        try:
+            return super().execute_sql(sql, params)
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if isinstance(exc, DatabaseUnavailable) or not self._lost():
+                raise
+            if in_transaction or not sql.lstrip().lower().startswith(_READ):
+                raise DatabaseUnavailable(f"the connection to PostgreSQL was lost: {exc}") from exc
+            self._drop()
+        self._ensure_connected()
+        return super().execute_sql(sql, params)
+
+    def rollback(self):
+        if self._lost():
+            return  # the server rolled back what the lost connection had not committed
+        return super().rollback()
+
+    def commit(self):
+        if self._lost():
+            raise DatabaseUnavailable("the connection to PostgreSQL was lost before commit")
+        try:
+            return super().commit()
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            if self._lost():
+                raise DatabaseUnavailable(f"the commit's outcome is unknown: {exc}") from exc
+            raise
+
+
 def open_database(url: str) -> peewee.Database:
     """Connect the proxy to ``url`` (``sqlite:///path`` or ``postgresql://…``)."""
     if url.startswith("sqlite"):
         path = url.split("sqlite:///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            owner_only(Path(path))
         db = peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     else:
-        db = url_connect(url)
+        if not url_parse(url).get("database"):
+            url_connect(url)  # raises the library's own clear error for a URL without a name
+        db = ReconnectingPostgresqlDatabase(**url_parse(url))
     database.initialize(db)
     return db
 

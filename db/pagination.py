@@ -19,15 +19,25 @@ def encode_cursor(value: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _not_json(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 def decode_cursor(cursor: str, expected: type) -> Any:
     """The key value inside a cursor; :class:`InvalidCursor` unless it is of ``expected``."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())["k"]
+        value = json.loads(
+            base64.urlsafe_b64decode(padded.encode()).decode(), parse_constant=_not_json
+        )["k"]
     except (ValueError, KeyError, TypeError, UnicodeError) as exc:
         raise InvalidCursor(cursor) from exc
     if type(value) is not expected:  # bool is an int subclass: compare exact types
         raise InvalidCursor(cursor)
+    if (isinstance(value, int) and not -(2**63) <= value < 2**63) or (
+        isinstance(value, str) and "\x00" in value
+    ):
+        raise InvalidCursor(cursor)  # no key the database holds: no cursor we issued
     return value
 
 

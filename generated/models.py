@@ -282,7 +282,13 @@ class ApiKeyCreated(BaseModel):
     created_by: str | None = Field(...)
     last_used_at: AwareDatetime | None = Field(...)
     revoked_at: AwareDatetime | None = Field(...)
-    secret: str = Field(..., description='The key itself, shown only in this answer.')
+    secret: str | None = Field(
+        ...,
+        description="The key itself, shown only in this answer. `null` when the answer is a replay of an earlier request with the same `Idempotency-Key`: the hub keeps only the key's hash, so it cannot show the secret again (`notice` says so).",
+    )
+    notice: str | None = Field(
+        None, description='Set on a replay whose secret was withheld.'
+    )
 
 
 class ApiKeyCreate(BaseModel):

@@ -6,7 +6,8 @@
   of a handler module is used by the spec;
 - every operation declares the problems it can answer: 401/403/429 when authenticated,
   400 with parameters or a body, 413/415 with a body, 404 with path parameters,
-  412 with ``If-Match``, 428 when ``x-aether-confirm``; 4xx responses are problem+json
+  412 with ``If-Match``, 428 when ``x-aether-confirm``, 503 when it touches the database
+  (every operation but the liveness probe); 4xx responses are problem+json
   (OpenAI's error shape, as application/json, on the ``/v1`` paths).
 """
 
@@ -24,6 +25,7 @@ from openapi_spec_validator import validate
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 ROLES = {"public", "viewer", "operator", "admin"}
+NO_DATABASE = {"get_liveness"}  # operations that never touch the database
 
 
 def load_spec() -> dict:
@@ -95,6 +97,8 @@ def check(spec: dict) -> list[str]:
             required |= {"413", "415"}
         if any(p["in"] == "path" for p in params):
             required.add("404")
+        if op_id not in NO_DATABASE:
+            required.add("503")  # the database can be out of reach: a retryable 503, not a 500
         if any(p["name"] == "If-Match" for p in params):
             required.add("412")
         if op.get("x-aether-confirm"):

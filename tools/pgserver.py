@@ -112,6 +112,7 @@ class PgServer:
         self.port = 0
         self.tmpdir: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._cmd: list[str] = []
         self._as: dict[str, Any] = {}  # subprocess kwargs to drop root privileges
         if os.geteuid() == 0:
             try:
@@ -168,7 +169,7 @@ class PgServer:
         os.chmod(tmp, 0o755)
         if self._as:
             os.chown(tmp, self._as["user"], self._as["group"])
-        data, logfile = os.path.join(tmp, "data"), os.path.join(tmp, "postgres.log")
+        data = os.path.join(tmp, "data")
         flags = ["-A", "trust", "-E", "UTF8", "--locale=C", "-N"]
         self._run("initdb", "-D", data, "-U", self.user, *flags, as_owner=True)
         settings = "fsync=off synchronous_commit=off full_page_writes=off max_connections=200"
@@ -177,21 +178,50 @@ class PgServer:
             self.port = _free_port()
             cmd = [os.path.join(self.bindir, "postgres"), "-D", data, "-h", self.host, "-k", tmp]
             cmd += ["-p", str(self.port), *(f"-c{kv}" for kv in settings.split())]
-            with open(logfile, "wb") as log:
-                self._proc = proc = subprocess.Popen(
-                    cmd, env=self._env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT, **self._as
-                )
-            deadline = time.monotonic() + _STARTUP_TIMEOUT
-            while not (ready := self._ready()) and proc.poll() is None:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
+            self._cmd = cmd
+            proc, ready = self._launch()
             if ready or proc.poll() is None:  # up, or hung: retrying won't help
                 break
         if not ready:
-            with open(logfile, errors="replace") as f:
-                raise RuntimeError(f"postgres did not start:\n{f.read()[-2000:]}")
+            self._failed_to_start()
         self.create_database(self.dbname)
+
+    def _launch(self) -> tuple[subprocess.Popen[bytes], bool]:
+        assert self.tmpdir is not None
+        with open(os.path.join(self.tmpdir, "postgres.log"), "ab") as log:
+            self._proc = proc = subprocess.Popen(
+                self._cmd,
+                env=self._env,
+                cwd=self.tmpdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                **self._as,
+            )
+        deadline = time.monotonic() + _STARTUP_TIMEOUT
+        while not (ready := self._ready()) and proc.poll() is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        return proc, ready
+
+    def _failed_to_start(self) -> None:
+        assert self.tmpdir is not None
+        with open(os.path.join(self.tmpdir, "postgres.log"), errors="replace") as f:
+            raise RuntimeError(f"postgres did not start:\n{f.read()[-2000:]}")
+
+    def pause(self) -> None:
+        """Stop the server as an operator would (``pg_ctl stop``, fast mode: clients are
+        disconnected), keeping its data and port for :meth:`resume`."""
+        assert self._proc is not None and self.tmpdir is not None
+        data = os.path.join(self.tmpdir, "data")
+        self._run("pg_ctl", "stop", "-D", data, "-m", "fast", "-w", as_owner=True)
+        self._proc.wait(timeout=30)
+
+    def resume(self) -> None:
+        """Start the paused server again on the same port and data."""
+        _, ready = self._launch()
+        if not ready:
+            self._failed_to_start()
 
     def create_database(self, name: str) -> str:
         """Create database ``name`` and return its URL."""

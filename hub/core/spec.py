@@ -23,6 +23,8 @@ class OperationPolicy:
     confirm: bool  # needs X-Confirm: yes
     idempotent_create: bool  # declares Idempotency-Key
     public_setting: str | None  # a setting that, when false, makes a public op need a key
+    secret_fields: tuple[str, ...] = ()  # members of a 2xx answer marked x-aether-secret
+    body_media_types: tuple[str, ...] = ()  # the request body's media types, if it takes one
 
     @property
     def handler(self) -> str:
@@ -45,6 +47,23 @@ def _param_names(spec: dict, params: list) -> set[str]:
     return names
 
 
+def _secret_fields(spec: dict, op: dict) -> tuple[str, ...]:
+    """The members of the operation's 2xx JSON answers marked ``x-aether-secret: true``: a
+    secret shown once (an API key's), which nothing may keep (idempotency records)."""
+    fields: list[str] = []
+    for status, response in op.get("responses", {}).items():
+        if not str(status).startswith("2"):
+            continue
+        media = response.get("content", {}).get("application/json", {})
+        schema = media.get("schema", {})
+        if "$ref" in schema:
+            schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+        for name, member in schema.get("properties", {}).items():
+            if member.get("x-aether-secret") and name not in fields:
+                fields.append(name)
+    return tuple(fields)
+
+
 @functools.cache
 def policies() -> dict[str, OperationPolicy]:
     """Policies keyed by the resolved handler name (``handlers.<tag>.<operationId>``)."""
@@ -65,6 +84,8 @@ def policies() -> dict[str, OperationPolicy]:
                 confirm=bool(op.get("x-aether-confirm")),
                 idempotent_create="Idempotency-Key" in params,
                 public_setting=op.get("x-aether-public-setting"),
+                secret_fields=_secret_fields(spec, op),
+                body_media_types=tuple(op.get("requestBody", {}).get("content", {})),
             )
             out[policy.handler] = policy
     return out

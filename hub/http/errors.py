@@ -14,6 +14,7 @@ from connexion.exceptions import (
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
+from db.base import DatabaseUnavailable
 from db.pagination import InvalidCursor
 from hub.core import problems, spec
 from hub.core.problems import Problem
@@ -93,8 +94,23 @@ def handle_invalid_cursor(request: ConnexionRequest, exc: InvalidCursor) -> Conn
     )
 
 
+def handle_database_unavailable(
+    request: ConnexionRequest, exc: DatabaseUnavailable
+) -> ConnexionResponse:
+    log.warning("the database is unavailable: %s", exc, extra={"request_id": _request_id(request)})
+    return render(
+        request,
+        problems.ServiceUnavailable(
+            "The database cannot be reached just now; try again shortly.",
+            code="database_unavailable",
+            headers={"Retry-After": "1"},
+        ),
+    )
+
+
 def register(app) -> None:
     app.add_error_handler(Problem, handle_problem)
+    app.add_error_handler(DatabaseUnavailable, handle_database_unavailable)
     app.add_error_handler(InvalidCursor, handle_invalid_cursor)
     app.add_error_handler(ProblemException, handle_connexion_problem)
     app.add_error_handler(HTTPException, handle_http_exception)

@@ -24,9 +24,23 @@ from hub.core.problems import (
     MethodNotAllowed,
     RateLimited,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from hub.http.edge import MUTATING, REPLAY_HEADERS, replay_body, request_info, status_of
 from hub.services import audit, auth, idempotency
+
+
+def _require_content_type(scope: Scope, policy: spec.OperationPolicy) -> None:
+    """A body sent without ``Content-Type`` is a 415 naming what the operation takes (the
+    request validator would skip it and hand the handler raw bytes)."""
+    if not policy.body_media_types:
+        return
+    headers = Headers(scope=scope)
+    has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+    if has_body and not headers.get("content-type"):
+        raise UnsupportedMediaType(
+            "The body needs a Content-Type: " + " or ".join(policy.body_media_types) + "."
+        )
 
 
 class PolicyMiddleware:
@@ -73,9 +87,10 @@ class PolicyMiddleware:
 
         try:
             await self._guard(scope, policy, info)
+            _require_content_type(scope, policy)
             key = Headers(scope=scope).get("idempotency-key")
             if policy.idempotent_create and key and info["principal"] is not None:
-                await self._idempotent(scope, receive, capture, key, info)
+                await self._idempotent(scope, receive, capture, key, info, policy.secret_fields)
             else:
                 await self.app(scope, receive, capture)
         except Exception as exc:
@@ -149,7 +164,13 @@ class PolicyMiddleware:
         metrics.AUDIT_ENTRIES.inc()
 
     async def _idempotent(
-        self, scope: Scope, receive: Receive, send: Send, key: str, info: dict
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        key: str,
+        info: dict,
+        secret_fields: tuple[str, ...],
     ) -> None:
         """Replay the stored answer for a repeated key, or run once and store a 2xx answer."""
         body = b""
@@ -199,4 +220,4 @@ class PolicyMiddleware:
         try:
             await self.app(scope, replay_body(body, receive), capture)
         finally:
-            await run_in_threadpool(idempotency.settle, actor, key, captured)
+            await run_in_threadpool(idempotency.settle, actor, key, captured, secret_fields)

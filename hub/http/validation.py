@@ -34,23 +34,103 @@ def _field(error: ValidationError, root: str = "body") -> str:
     return ".".join([root, *path]) if path else root
 
 
-def _reject_surrogates(value: Any) -> None:
-    """Lone UTF-16 surrogates (``"\\ud800"``) are valid JSON but not storable text."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
+MAX_DEPTH = 64  # nesting of arrays and objects in a JSON body
+MAX_INTEGER = 2**63 - 1  # what both databases store (BIGINT); JSON integers beyond are refused
+MAX_NUMBER_CHARS = 40  # digits of a JSON number literal the parser looks at
+
+
+class _NotJSON:
+    """A value ``json.loads`` produced from something that is not portable JSON."""
+
+    def __init__(self, literal: str, why: str) -> None:
+        self.literal, self.why = literal, why
+
+
+def _parse_constant(name: str) -> _NotJSON:
+    return _NotJSON(name, f"{name} is not a JSON number")
+
+
+def _parse_int(literal: str) -> int | _NotJSON:
+    if len(literal) > MAX_NUMBER_CHARS or abs(value := int(literal)) > MAX_INTEGER:
+        return _NotJSON(literal, f"integers range from -{MAX_INTEGER} to {MAX_INTEGER}")
+    return value
+
+
+def _parse_float(literal: str) -> float | _NotJSON:
+    value = float(literal)
+    if value in (float("inf"), float("-inf")):
+        return _NotJSON(literal, "the number is too large to represent")
+    return value
+
+
+def _location(path: list) -> str:
+    return ".".join(["body", *(str(part) for part in path)])
+
+
+def check_portable(value: Any) -> None:
+    """Refuse, with a 400 naming the field, what JSON parsed but the hub cannot keep or emit
+    as JSON: ``NaN``/``Infinity``, integers beyond 64 bits, numbers that overflow, lone
+    UTF-16 surrogates, nesting deeper than ``MAX_DEPTH``. Iterative: a hostile depth never
+    reaches Python's recursion limit."""
+    stack: list[tuple[Any, list, int]] = [(value, [], 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, _NotJSON):
             raise ValidationFailed(
-                "The body contains a lone UTF-16 surrogate, which is not valid text.",
-                errors=[{"field": "body", "message": "invalid unicode"}],
-            ) from exc
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _reject_surrogates(key)
-            _reject_surrogates(item)
-    elif isinstance(value, list):
-        for item in value:
-            _reject_surrogates(item)
+                f"{_location(path)}: {item.why}.",
+                errors=[{"field": _location(path), "message": item.why}],
+            )
+        if isinstance(item, str):
+            _check_text(item, path)
+        elif isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                message = f"nested deeper than {MAX_DEPTH} levels"
+                raise ValidationFailed(
+                    f"{_location(path)}: {message}.",
+                    errors=[{"field": _location(path), "message": message}],
+                )
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    _check_text(key, path)
+                    stack.append((child, [*path, key], depth + 1))
+            else:
+                stack.extend((child, [*path, i], depth + 1) for i, child in enumerate(item))
+
+
+def _check_text(text: str, path: list) -> None:
+    """Lone UTF-16 surrogates (``"\\ud800"``) are valid JSON but not storable text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationFailed(
+            "The body contains a lone UTF-16 surrogate, which is not valid text.",
+            errors=[{"field": _location(path), "message": "invalid unicode"}],
+        ) from exc
+
+
+def parse_json(text: str) -> Any:
+    """``text`` as JSON the hub can keep: a 400 problem for anything else."""
+    try:
+        body = json.loads(
+            text,
+            parse_constant=_parse_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+        )
+    except json.JSONDecodeError as exc:
+        raise ValidationFailed(
+            f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).",
+            errors=[{"field": "body", "message": exc.msg}],
+            code="malformed_json",
+        ) from exc
+    except RecursionError as exc:
+        message = f"nested deeper than {MAX_DEPTH} levels"
+        raise ValidationFailed(
+            f"The body is {message}.",
+            errors=[{"field": "body", "message": message}],
+        ) from exc
+    check_portable(body)
+    return body
 
 
 class HubJSONBodyValidator(JSONRequestBodyValidator):
@@ -66,16 +146,7 @@ class HubJSONBodyValidator(JSONRequestBodyValidator):
             ) from exc
         if not text.strip():
             return None
-        try:
-            body = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValidationFailed(
-                f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).",
-                errors=[{"field": "body", "message": exc.msg}],
-                code="malformed_json",
-            ) from exc
-        _reject_surrogates(body)
-        return body
+        return parse_json(text)
 
     def _validate(self, body: Any) -> dict | None:
         if body is None and not self._required:

@@ -1,8 +1,13 @@
-"""Idempotency-Key records: claim a key, keep a successful answer for replay, expire."""
+"""Idempotency-Key records: claim a key, keep a successful answer for replay, expire.
+
+A record never holds a secret: members of the answer the contract marks ``x-aether-secret``
+(an API key's ``secret``) are kept as ``null``, with a ``notice`` that the secret was shown
+once. A replay answers the same resource without it."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import peewee
 
@@ -38,14 +43,35 @@ def claim(actor: str, key: str, operation_id: str, request_hash: str) -> Idempot
     return None
 
 
-def settle(actor: str, key: str, captured: dict) -> None:
-    """Keep a 2xx answer for replay; forget the key otherwise so the client may retry."""
+WITHHELD = (
+    "The secret was shown once, in the first answer to this request; the hub keeps only its "
+    "hash, so a replay cannot show it again."
+)
+
+
+def without_secrets(body: bytes, secret_fields: tuple[str, ...]) -> str:
+    """The answer as it may be kept: ``secret_fields`` set to null (with ``notice``)."""
+    text = body.decode("utf-8", "replace")
+    if not secret_fields:
+        return text
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return ""  # not the JSON the contract promises: keep nothing rather than a secret
+    if isinstance(answer, dict) and any(answer.get(name) is not None for name in secret_fields):
+        answer.update(dict.fromkeys(secret_fields), notice=WITHHELD)
+    return json.dumps(answer, separators=(",", ":"))
+
+
+def settle(actor: str, key: str, captured: dict, secret_fields: tuple[str, ...] = ()) -> None:
+    """Keep a 2xx answer for replay (without its secrets); forget the key otherwise so the
+    client may retry."""
     with write_transaction():
         if 200 <= captured["status"] < 300:
             IdempotencyRecord.update(
                 status=captured["status"],
                 headers=captured["headers"],
-                body=captured["body"].decode("utf-8", "replace"),
+                body=without_secrets(captured["body"], secret_fields),
             ).where(_same(actor, key)).execute()
         else:
             IdempotencyRecord.delete().where(_same(actor, key)).execute()

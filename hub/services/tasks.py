@@ -26,7 +26,7 @@ from db.base import claim_first, new_id, utcnow, write_transaction
 from db.base import iso as db_iso
 from db.dead_letters import DeadLetter
 from db.tasks import PRIORITIES, Task
-from hub.core import signals
+from hub.core import signals, timeparse
 from hub.core.problems import Conflict, Unprocessable, require
 from hub.events import log as events
 from hub.services import notifications
@@ -69,11 +69,7 @@ def _route(agent_id: str | None, capability: str | None) -> str:
 
 def create(body: dict, *, created_by: str | None = None, trace_id: str | None = None) -> Task:
     now = utcnow()
-    run_at = body.get("run_at")
-    if isinstance(run_at, str):
-        run_at = dt.datetime.fromisoformat(run_at.replace("Z", "+00:00"))
-    if isinstance(run_at, dt.datetime) and run_at.tzinfo is not None:
-        run_at = run_at.astimezone(dt.UTC).replace(tzinfo=None)
+    run_at = timeparse.parse_timestamp(body.get("run_at"), "run_at", "body")
     with write_transaction():
         agent_id = _route(body.get("agent_id"), body.get("capability"))
         task = Task.create(

@@ -93,6 +93,7 @@ def test_migrations_apply_once(fresh_db):
         "0005_memory",
         "0006_events",
         "0007_mapping_errors",
+        "0008_idempotency_secrets",
     ]
     assert db_base.migrate() == names
     assert db_base.migrate() == []
@@ -117,3 +118,25 @@ def test_down_removes_every_table(fresh_db):
     runner.down(target="0001_initial")  # back through the first: everything
     remaining = set(fresh_db.get_tables()) - {"schema_migration"}
     assert remaining == set()
+
+
+def test_0008_scrubs_secrets_kept_before_it(fresh_db):
+    import importlib
+
+    db_base.migrate()
+    kept = '{"id":"key_1","secret":"aek_plaintext","name":"ci"}'
+    system.IdempotencyRecord.create(
+        actor="admin",
+        key="k",
+        operation_id="create_api_key",
+        request_hash="h",
+        status=201,
+        headers={},
+        body=kept,
+        created_at=db_base.utcnow(),
+    )
+    migration = importlib.import_module("db.migrations.0008_idempotency_secrets")
+    migration.up(None, db_base.database.obj)
+    (record,) = system.IdempotencyRecord.select()
+    assert "aek_plaintext" not in record.body
+    assert '"secret":null' in record.body and '"notice"' in record.body

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import stat
+
+from starlette.testclient import TestClient
+
+from db import base as db_base
 from db.system import IdempotencyRecord
+from hub.app import create_app
+from hub.core import crypto
+from hub.services import idempotency, keys
+from hub.settings import Settings
 from tests.factories import agent_body
 
 
@@ -24,3 +33,60 @@ def test_the_heartbeat_prunes_expired_records(app, client, clock):
     client.post("/api/v1/agents", json=agent_body(), headers={"Idempotency-Key": "new"})
     app.runtime.beat()
     assert [r.key for r in IdempotencyRecord.select()] == ["new"]
+
+
+def all_text(database) -> str:
+    """Every value of every column of every table, as text (to look for a secret anywhere)."""
+    chunks = []
+    for table in database.get_tables():
+        for row in database.execute_sql(f'SELECT * FROM "{table}"').fetchall():
+            chunks.extend(str(value) for value in row)
+    return "\n".join(chunks)
+
+
+def test_an_idempotent_key_creation_keeps_no_secret_anywhere(client):
+    headers = {"Idempotency-Key": "key-1"}
+    body = {"name": "ci", "role": "viewer"}
+
+    first = client.post("/api/v1/api-keys", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    secret = first.json()["secret"]
+    assert secret and "notice" not in first.json()
+
+    assert secret not in all_text(db_base.database)
+    replay = client.post("/api/v1/api-keys", json=body, headers=headers)
+    assert replay.status_code == 201
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert replay.json() == {**first.json(), "secret": None, "notice": idempotency.WITHHELD}
+
+    revoked = client.delete(f"/api/v1/api-keys/{first.json()['id']}", headers={"X-Confirm": "yes"})
+    assert revoked.status_code == 204, revoked.text
+    again = client.post("/api/v1/api-keys", json=body, headers=headers)
+    assert again.json()["secret"] is None
+    assert secret not in again.text
+    assert secret not in all_text(db_base.database)
+
+
+def test_the_database_and_secret_key_are_owner_only(tmp_path):
+    folder = tmp_path / "fresh" / "data"
+    hub = create_app(Settings(data_dir=str(folder), log_level="warning"))
+    try:
+        with TestClient(hub, headers={"Authorization": f"Bearer {keys.create('t', 'admin')[1]}"}):
+            crypto.box().encrypt("x")  # makes the secret key file
+        modes = {
+            path.name: stat.S_IMODE(path.stat().st_mode) for path in [folder, *folder.iterdir()]
+        }
+    finally:
+        db_base.database.close()
+    assert modes["data"] == 0o700
+    assert modes["aether.db"] == 0o600
+    assert modes["secret.key"] == 0o600
+    assert all(mode & 0o077 == 0 for mode in modes.values()), modes
+
+
+def test_an_existing_database_others_could_read_is_tightened(tmp_path):
+    path = tmp_path / "hub.db"
+    path.write_bytes(b"")
+    path.chmod(0o644)
+    db_base.owner_only(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

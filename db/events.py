@@ -22,12 +22,14 @@ class Event(BaseModel):
     payload = JSONField()
     raw = peewee.TextField(null=True)
     time = peewee.DateTimeField(index=True)
+    actor = peewee.CharField(max_length=64, null=True)
 
     def to_api(self) -> dict:
         return {
             "id": self.id,
             "type": self.type,
             "source": self.source,
+            "actor": self.actor,
             "subject": self.subject,
             "trace_id": self.trace_id,
             "payload": self.payload,

@@ -79,6 +79,7 @@ class Turn(BaseModel):
     trace_id = peewee.CharField(max_length=64, null=True, index=True)
     created_at = peewee.DateTimeField()
     completed_at = peewee.DateTimeField(null=True)
+    instance_id = peewee.CharField(max_length=40, null=True)  # who generates it while running
     feedback_grade = peewee.SmallIntegerField(null=True)
     feedback_comment = peewee.TextField(null=True)
     feedback_at = peewee.DateTimeField(null=True)
@@ -167,3 +168,11 @@ def history(session_id: str, *, before: str | None = None) -> list[Message]:
 
 def last_turn(session_id: str) -> Turn | None:
     return turns(session_id).order_by(Turn.id.desc()).first()
+
+
+def running_turn_owners() -> set[str]:
+    """The instances generating the turns now ``running``."""
+    rows = Turn.select(Turn.instance_id).where(
+        (Turn.status == "running") & Turn.instance_id.is_null(False)
+    )
+    return {row.instance_id for row in rows.distinct()}

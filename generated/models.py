@@ -1750,6 +1750,10 @@ class Event(BaseModel):
     id: int = Field(..., description='Monotonic: later events have greater ids.')
     type: str
     source: str
+    actor: str | None = Field(
+        ...,
+        description="Who wrote the event: `hub` for the hub's own, else the id of the API key that pushed it (`admin-token` for `AETHER_ADMIN_TOKEN`); null on events older than this field.",
+    )
     subject: str | None = Field(...)
     trace_id: str
     payload: JsonObject

@@ -40,7 +40,7 @@ def list_events(
 
 def push_event(body):
     """Push an event into the log."""
-    event = events.push(body)
+    event = events.push(body, actor=context.actor_id() or "anonymous")
     return event.to_api(), 201, {"Location": f"/api/v1/events/{event.id}"}
 
 

@@ -14,6 +14,7 @@ from hub.core.problems import require
 from hub.engine import turns
 from hub.http import context
 from hub.http import sse as streaming
+from hub.runtime import instance
 from hub.services import sessions as service
 
 JSON = {"Content-Type": "application/json"}
@@ -91,7 +92,8 @@ async def edit_message(session_id, message_id, body):
 
 async def stop_generation(session_id):
     """Stop the reply being generated, keeping what was produced."""
-    return await run_in_threadpool(turns.stop, session_id), 200
+    dead = instance.current().dead_instances
+    return await run_in_threadpool(turns.stop, session_id, dead), 200
 
 
 async def retry_reply(session_id):

@@ -15,6 +15,9 @@ class Generations:
     def __init__(self) -> None:
         self.active: dict = {}
         self.tasks: set[asyncio.Task] = set()
+        # The hub instance generating here (set by the runtime when it starts): recorded on
+        # each running turn, so a turn a dead process left ``running`` can be recovered.
+        self.instance_id: str | None = None
 
     def claim(self, plan) -> None:
         self.active[plan.session_id] = plan

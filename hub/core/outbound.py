@@ -42,8 +42,6 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 ALLOWLIST_SETTING = "AETHER_OUTBOUND_ALLOWLIST"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _SCHEMES = {"http": 80, "https": 443}
-# Credentials that belong to one origin: dropped when a redirect leaves it.
-_ORIGIN_BOUND_HEADERS = ("authorization", "proxy-authorization", "cookie")
 _BODY_HEADERS = ("content-length", "content-type", "transfer-encoding", "content-encoding")
 _MAX_ADDRESSES = 8  # connection attempts per hop when a name has many addresses
 
@@ -543,6 +541,9 @@ async def _follow(
             for name in _BODY_HEADERS:
                 headers.pop(name, None)
         if _origin(target) != _origin(url):
-            for name in _ORIGIN_BOUND_HEADERS:
-                headers.pop(name, None)
+            # Every header the caller configured may be a credential (X-Api-Key,
+            # Private-Token …): none leaves the origin it was meant for.
+            headers = httpx.Headers(
+                {k: v for k, v in headers.items() if k.lower() in _BODY_HEADERS}
+            )
         url = target

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -168,6 +169,7 @@ def plan_turn(
             provider=provider.id,
             model=model,
             status="running",
+            instance_id=generations.current().instance_id,
             context=[{"role": m.role, "content": m.content or ""} for m in context],
             memories=[m.key for m in recalled],
             trace_id=trace_id,
@@ -368,6 +370,7 @@ def _plan_resume(turn_id: str) -> Plan | None:
             return None
         provider, model = _resolve(agent)
         turn.status, turn.approval_id, turn.finish_reason = "running", None, None
+        turn.instance_id = generations.current().instance_id
         turn.save()
         Message.update(status="streaming").where(Message.id == turn.assistant_message_id).execute()
         loop_state = LoopState.from_json(turn.loop_state)
@@ -408,13 +411,72 @@ async def _quietly(generation) -> None:
 # --- the other writes --------------------------------------------------------------------
 
 
-def stop(session_id: str) -> dict:
+def stop(session_id: str, dead_instances: Callable[[], set[str]] = set) -> dict:
+    """Stop the session's reply being generated in this process. A reply a dead process left
+    ``running`` is recovered (``interrupted``) and counts as stopped; one another live
+    process is generating is named but not stopped from here."""
     require(sessions.get_session(session_id), "session", session_id)
     plan = generations.current().active.get(session_id)
-    if plan is None:
+    if plan is not None:
+        plan.stop.set()
+        return {"stopped": True, "turn_id": plan.turn_id}
+    last = sessions.last_turn(session_id)
+    if last is None or last.status != "running":
         return {"stopped": False, "turn_id": None}
-    plan.stop.set()
-    return {"stopped": True, "turn_id": plan.turn_id}
+    if recover_interrupted(dead_instances(), turn_ids=[last.id]):
+        return {"stopped": True, "turn_id": last.id}
+    return {"stopped": False, "turn_id": last.id}
+
+
+INTERRUPTED = (
+    "The hub process generating this reply ended before it finished (a crash or a kill); "
+    "what it had written is kept."
+)
+
+
+def recover_interrupted(
+    dead_instances: set[str],
+    *,
+    started_before: dt.datetime | None = None,
+    turn_ids: list[str] | None = None,
+) -> list[str]:
+    """Mark ``failed`` (``error.code = interrupted``) every turn left ``running`` by a dead
+    hub instance (``dead_instances``), or with no instance recorded and created before
+    ``started_before``; keep its reply's text (a reply with none is dropped, as for any
+    failed turn). Returns the turn ids recovered."""
+    owner = Turn.instance_id.in_(sorted(dead_instances)) if dead_instances else None
+    if started_before is not None:
+        orphan = Turn.instance_id.is_null() & (Turn.created_at < started_before)
+        owner = orphan if owner is None else owner | orphan
+    if owner is None:
+        return []
+    query = Turn.select().where((Turn.status == "running") & owner)
+    if turn_ids is not None:
+        query = query.where(Turn.id.in_(turn_ids))
+    recovered = []
+    for candidate in list(query):
+        with write_transaction():
+            turn = Turn.get_or_none((Turn.id == candidate.id) & (Turn.status == "running"))
+            if turn is None:
+                continue
+            reply = Message.get_or_none(Message.id == turn.assistant_message_id)
+            if reply is not None and reply.content:
+                reply.status = "stopped"
+                reply.save()
+            elif reply is not None:
+                reply.delete_instance()
+                Session.update(message_count=Session.message_count - 1).where(
+                    Session.id == turn.session_id
+                ).execute()
+                turn.assistant_message_id = None
+            turn.status = "failed"
+            turn.error = InternalError(INTERRUPTED, code="interrupted").to_dict(None)
+            turn.loop_state = None
+            turn.completed_at = utcnow()
+            turn.save()
+            _turn_event(turn)
+        recovered.append(turn.id)
+    return recovered
 
 
 def prepare_retry(session_id: str) -> Plan:

@@ -15,6 +15,7 @@ process's stream wakes up; in this process, an after-commit hook wakes it direct
 from __future__ import annotations
 
 import fnmatch
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable
@@ -23,7 +24,11 @@ from dataclasses import dataclass, field
 from db import base as db_base
 from db.base import after_commit, before_commit, database, is_postgres, utcnow, write_transaction
 from db.events import Event
+from hub.core.problems import Unprocessable
 
+log = logging.getLogger("aether.events")
+
+HUB = "hub"  # the actor (and default source) of the hub's own events
 CHANNEL = "aether_events"
 EVENT_LOCK = 7231003  # 7231001 migrations, 7231002 audit chain
 # The payload of this process's NOTIFYs: its own bus was woken after commit already.
@@ -41,6 +46,7 @@ class Emitted:
     payload: dict
     raw: str | None
     time: object
+    actor: str = HUB
     id: int | None = field(default=None)
 
     def to_api(self) -> dict:
@@ -61,18 +67,66 @@ def new_trace_id() -> str:
     return uuid.uuid4().hex
 
 
+# The namespaces (``<namespace>.<what>``) of the events the hub writes itself: reserved, so no
+# client can push an event that passes for one of them. ``emit`` logs an error for a hub event
+# outside them, and tests/events/test_events.py checks every type the code emits.
+HUB_NAMESPACES = frozenset(
+    {
+        "agent",
+        "api_key",
+        "approval",
+        "audit",
+        "config",
+        "dead_letter",
+        "delivery",
+        "event_mapping",
+        "instance",
+        "integration",
+        "memory",
+        "message",
+        "notification",
+        "project",
+        "provider",
+        "runtime",
+        "schedule",
+        "session",
+        "skill",
+        "subscription",
+        "task",
+        "tool",
+        "trigger",
+        "turn",
+        "usage",
+        "webhook",
+        "workflow",
+    }
+)
+
+
+def namespace(event_type: str) -> str:
+    return event_type.split(".", 1)[0].lower()
+
+
+def _unreserved(event_type: str) -> None:
+    log.error("the hub emits %r outside HUB_NAMESPACES: add its namespace there", event_type)
+
+
 def emit(
     type: str,
     *,
-    source: str = "hub",
+    source: str = HUB,
     subject: str | None = None,
     payload: dict | None = None,
     trace_id: str | None = None,
     raw: str | None = None,
+    actor: str = HUB,
 ) -> Emitted:
     """Record an event as part of the current write transaction (or of its own one when
     called outside any). The returned object gets its ``id`` when the transaction writes
-    the batch, just before it commits."""
+    the batch, just before it commits. ``actor`` is who wrote it: ``hub``, or the API key
+    of a pushed event."""
+    if actor == HUB and source == HUB and namespace(type) not in HUB_NAMESPACES:
+        _unreserved(type)
     event = Emitted(
         type=type,
         source=source,
@@ -81,6 +135,7 @@ def emit(
         payload=payload if payload is not None else {},
         raw=raw,
         time=utcnow(),
+        actor=actor,
     )
     if database.in_transaction():
         before_commit(lambda: _batch.events.append(event))
@@ -127,6 +182,7 @@ def _insert(events: list[Emitted]) -> None:
             payload=event.payload,
             raw=event.raw,
             time=event.time,
+            actor=event.actor,
         ).execute()
     if is_postgres():
         database.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, PROCESS_TOKEN))
@@ -169,12 +225,29 @@ def matches(globs: Iterable[str], type: str) -> bool:
     return not globs or any(fnmatch.fnmatchcase(type, glob) for glob in globs)
 
 
-def push(body: dict) -> Emitted:
-    """``POST /api/v1/events``: an event from outside, like any the hub writes."""
+def push(body: dict, actor: str) -> Emitted:
+    """``POST /api/v1/events``: an event from outside, recorded with the key that pushed it.
+    The hub's own namespaces and the source ``hub`` are reserved (422 naming the field): a
+    pushed event can never pass for one the hub wrote."""
+    source = body.get("source") or "api"
+    if source.lower() == HUB:
+        raise Unprocessable(
+            "The source `hub` is reserved for the hub's own events.",
+            code="reserved_source",
+            errors=[{"field": "body.source", "message": "reserved for the hub"}],
+        )
+    if namespace(body["type"]) in HUB_NAMESPACES:
+        raise Unprocessable(
+            f"Event types in `{namespace(body['type'])}.*` are the hub's own; push events of "
+            "your own types (issue.created, deploy.finished …).",
+            code="reserved_event_type",
+            errors=[{"field": "body.type", "message": "a namespace reserved for the hub"}],
+        )
     return emit(
         body["type"],
-        source=body.get("source") or "api",
+        source=source,
         subject=body.get("subject"),
         payload=body.get("payload") or {},
         trace_id=body.get("trace_id"),
+        actor=actor,
     )

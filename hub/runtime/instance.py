@@ -9,6 +9,7 @@ on it or drain it); services never reach it: they read ``current_settings()`` an
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 import socket
@@ -17,11 +18,12 @@ from collections.abc import Callable
 
 import peewee
 
-from db import system
+from db import sessions, system
 from db.base import new_id, utcnow, write_transaction
 from hub import __version__
 from hub.core import generations, logs, metrics, programs, signals
 from hub.core.aio import cancel_and_wait
+from hub.engine import turns
 from hub.events import bus
 from hub.runtime import deliveries, processor, scheduler
 from hub.runtime.worker import WorkerPool
@@ -37,6 +39,16 @@ async def _stopping(what: str, step) -> None:
         await step
     except Exception:
         log.warning("stopping %s failed", what, exc_info=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
 
 
 class Runtime:
@@ -103,10 +115,12 @@ class Runtime:
         self.apply_overrides(system.overrides())
 
     def beat(self) -> None:
-        """Record the heartbeat, pick up runtime settings, drop expired idempotency keys."""
+        """Record the heartbeat, pick up runtime settings, drop expired idempotency keys,
+        recover the turns dead processes left running."""
         self.record_heartbeat()
         self.apply_overrides(system.overrides())
         idempotency.prune()
+        self.recover_turns()
         for work in self.on_beat:
             work()
 
@@ -119,6 +133,36 @@ class Runtime:
                 workers=self.workers.count if self.workers else 0,
                 busy_workers=self.workers.busy if self.workers else 0,
             ).where(system.Instance.id == self.instance_id).execute()
+
+    def dead_instances(self, among: set[str] | None = None) -> set[str]:
+        """The instances (of ``among``, or of those owning running turns) that are gone:
+        stopped, silent longer than ``stale_after``, or on this machine with their process
+        ended (a hub killed and started again is seen at once, not after the silence)."""
+        if among is None:
+            among = sessions.running_turn_owners()
+        among = among - {self.instance_id}
+        if not among:
+            return set()
+        silent_since = utcnow() - dt.timedelta(seconds=self.stale_after())
+        host = socket.gethostname()
+        dead = set(among)  # an instance with no row at all is gone too
+        for row in system.Instance.select().where(system.Instance.id.in_(sorted(among))):
+            gone = (
+                row.stopped_at is not None
+                or row.heartbeat_at < silent_since
+                or (row.hostname == host and not _process_alive(row.pid))
+            )
+            if not gone:
+                dead.discard(row.id)
+        return dead
+
+    def recover_turns(self) -> list[str]:
+        """Mark ``interrupted`` the turns dead instances left running (and, at start, those
+        with no owner recorded from before this instance started)."""
+        recovered = turns.recover_interrupted(self.dead_instances(), started_before=self.started_at)
+        if recovered:
+            log.warning("recovered interrupted turns", extra={"turns": recovered})
+        return recovered
 
     def drain(self) -> None:
         self.draining = True
@@ -134,6 +178,11 @@ class Runtime:
     async def start(self) -> None:
         """Start the heartbeat and the task workers (``register`` ran when the app was
         created)."""
+        generations.current().instance_id = self.instance_id
+        try:
+            await asyncio.to_thread(self.recover_turns)
+        except peewee.PeeweeException:
+            log.warning("recovering interrupted turns failed", exc_info=True)
         self._heartbeat = asyncio.create_task(self._beat_forever())
         self.bus = bus.Bus(self.settings)
         await self.bus.start()

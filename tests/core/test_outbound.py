@@ -427,22 +427,44 @@ def test_307_keeps_method_and_body(server):
     assert (seen["method"], seen["body"]) == ("POST", "keep")
 
 
-def test_credentials_do_not_follow_a_redirect_to_another_origin(server, other_server):
+def test_no_configured_header_follows_a_redirect_to_another_origin(server, other_server):
+    """Any header may carry a credential (``X-Api-Key``, ``Private-Token`` …): none of those
+    the caller set reaches another origin (issue 13, break 10)."""
     target = f"http://127.0.0.1:{other_server.port}/echo"
+    configured = {
+        "Authorization": "Bearer secret",
+        "Cookie": "c=1",
+        "X-Api-Key": "write-only",
+        "Private-Token": "gitlab",
+        "X-Other": "dropped too",
+    }
     response = run(
         request(
             "GET",
             f"http://127.0.0.1:{server.port}/to",
             params={"location": target},
-            headers={"Authorization": "Bearer secret", "Cookie": "c=1", "X-Other": "kept"},
+            headers=configured,
             allowlist=LOOPBACK,
         )
     )
     seen = response.json()
-    assert "authorization" not in seen["headers"] and "cookie" not in seen["headers"]
-    assert seen["headers"]["x-other"] == "kept"
+    assert not {name.lower() for name in configured} & set(seen["headers"]), seen["headers"]
     assert seen["headers"]["host"] == f"127.0.0.1:{other_server.port}"
     assert server.seen[0]["headers"]["authorization"] == "Bearer secret"
+    assert server.seen[0]["headers"]["x-api-key"] == "write-only"
+
+
+def test_configured_headers_follow_a_redirect_within_the_origin(server):
+    response = run(
+        request(
+            "GET",
+            f"http://127.0.0.1:{server.port}/to",
+            params={"location": "/echo"},
+            headers={"X-Api-Key": "write-only"},
+            allowlist=LOOPBACK,
+        )
+    )
+    assert response.json()["headers"]["x-api-key"] == "write-only"
 
 
 @pytest.mark.parametrize(

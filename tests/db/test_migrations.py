@@ -94,6 +94,7 @@ def test_migrations_apply_once(fresh_db):
         "0006_events",
         "0007_mapping_errors",
         "0008_idempotency_secrets",
+        "0009_actors_and_owners",
     ]
     assert db_base.migrate() == names
     assert db_base.migrate() == []

@@ -4,6 +4,8 @@ retention. Runs on SQLite and PostgreSQL (see conftest)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
+from pathlib import Path
 
 import pytest
 
@@ -135,12 +137,14 @@ def test_push_answers_the_event_with_its_location(client, clock):
         "id": body["id"],
         "type": "deploy.finished",
         "source": "ci",
+        "actor": body["actor"],
         "subject": "build-7",
         "trace_id": "abc",
         "payload": {"ok": True},
         "raw": None,
         "time": "2026-01-01T12:00:00.000Z",
     }
+    assert body["actor"].startswith("key_")  # the admin key the client sends
     assert response.headers["location"] == f"{EVENTS}/{body['id']}"
     assert client.get(response.headers["location"]).json() == body
 
@@ -167,13 +171,57 @@ def test_push_names_the_bad_field(client, event, field):
     assert field in error_fields(response)
 
 
+@pytest.mark.parametrize(
+    ("event", "field", "code"),
+    [
+        ({"type": "task.completed", "subject": "tsk_1"}, "body.type", "reserved_event_type"),
+        ({"type": "api_key.created"}, "body.type", "reserved_event_type"),
+        ({"type": "trigger.fired"}, "body.type", "reserved_event_type"),
+        ({"type": "deploy.finished", "source": "hub"}, "body.source", "reserved_source"),
+        ({"type": "deploy.finished", "source": "HUB"}, "body.source", "reserved_source"),
+    ],
+)
+def test_the_hubs_own_events_cannot_be_forged(client, event, field, code):
+    response = client.post(EVENTS, json=event)
+    assert_problem(response, 422, code)
+    assert error_fields(response) == {field}
+    assert client.get(EVENTS, params={"type": event["type"]}).json()["items"] == []
+
+
+def test_every_type_the_hub_emits_is_in_a_reserved_namespace():
+    """Every event type written in the code (``emit("task.created", …)``, also through a
+    module's own ``_event`` helper) is in ``HUB_NAMESPACES``, so none can be forged."""
+    root = Path(__file__).resolve().parents[2]
+    found = set()
+    for path in [*(root / "hub").rglob("*.py"), *(root / "handlers").rglob("*.py")]:
+        text = path.read_text()
+        found |= {m.group(1) for m in re.finditer(r'emit\(\s*f?"([a-z_]+)\.', text)}
+        found |= {m.group(1) for m in re.finditer(r'f"([a-z_]+)\.\{kind\}"', text)}
+    assert len(found) > 10, found
+    assert found - events.HUB_NAMESPACES == set()
+
+
+def test_every_event_names_who_wrote_it(client, keyring):
+    from tests.conftest import auth
+
+    make_agent(client)
+    pushed = client.post(
+        EVENTS, json={"type": "deploy.finished"}, headers=auth(keyring["operator"])
+    )
+    assert pushed.status_code == 201, pushed.text
+    actors = {e["type"]: e["actor"] for e in client.get(EVENTS).json()["items"]}
+    assert actors["agent.created"] == "hub"
+    assert actors["deploy.finished"] == pushed.json()["actor"]
+    assert actors["deploy.finished"] != "hub" and actors["deploy.finished"].startswith("key_")
+
+
 def test_get_an_unknown_event_is_404(client):
     assert_problem(client.get(f"{EVENTS}/999999"), 404, "event_not_found")
     assert_problem(client.get(f"{EVENTS}/{2**63 + 5}"), 404, "event_not_found")
 
 
 def test_list_filters_by_type_globs_source_subject_trace_and_since(client, clock):
-    for type_, source in [("task.created", "hub"), ("task.failed", "hub"), ("issue.created", "gh")]:
+    for type_, source in [("build.created", "ci"), ("build.failed", "ci"), ("issue.created", "gh")]:
         client.post(EVENTS, json={"type": type_, "source": source, "subject": f"s-{type_}"})
         clock.advance(minutes=1)
     client.post(EVENTS, json={"type": "issue.closed", "source": "gh", "trace_id": "tr1"})
@@ -183,17 +231,18 @@ def test_list_filters_by_type_globs_source_subject_trace_and_since(client, clock
         assert response.status_code == 200, response.text
         return [e["type"] for e in response.json()["items"]]
 
-    assert listed() == ["issue.closed", "issue.created", "task.failed", "task.created"]
-    assert listed(type="task.*") == ["task.failed", "task.created"]
-    assert listed(type="task.created,issue.*") == ["issue.closed", "issue.created", "task.created"]
-    assert listed(type="*.c?eated") == ["issue.created", "task.created"]
-    assert listed(type="[!t]*") == ["issue.closed", "issue.created"]
+    assert listed() == ["issue.closed", "issue.created", "build.failed", "build.created"]
+    assert listed(type="build.*") == ["build.failed", "build.created"]
+    both = ["issue.closed", "issue.created", "build.created"]
+    assert listed(type="build.created,issue.*") == both
+    assert listed(type="*.c?eated") == ["issue.created", "build.created"]
+    assert listed(type="[!b]*") == ["issue.closed", "issue.created"]
     assert listed(source="gh") == ["issue.closed", "issue.created"]
-    assert listed(subject="s-task.failed") == ["task.failed"]
+    assert listed(subject="s-build.failed") == ["build.failed"]
     assert listed(trace_id="tr1") == ["issue.closed"]
     assert listed(since="2026-01-01T12:01:30Z") == ["issue.closed", "issue.created"]
-    first_id = client.get(EVENTS, params={"type": "task.created"}).json()["items"][0]["id"]
-    assert listed(after_id=first_id) == ["issue.closed", "issue.created", "task.failed"]
+    first_id = client.get(EVENTS, params={"type": "build.created"}).json()["items"][0]["id"]
+    assert listed(after_id=first_id) == ["issue.closed", "issue.created", "build.failed"]
 
 
 def test_list_pages_newest_first(client):

@@ -15,6 +15,14 @@ Both generation modes (positive and negative) and the coverage phase run, and sc
 sends generated requests for every operation with no credentials at all: only the public
 ones may answer anything but 401 (``tests/test_auth_required.py`` also walks them by hand).
 
+**PostgreSQL.** Both runs' code paths above the database are the same on both backends; what
+differs is storage. So on PostgreSQL the coverage phase (every boundary value: lengths,
+integer extremes, formats, the values storage rejects) runs in full, as on SQLite, but the
+random fuzzing phase draws 10 examples per operation instead of 30, and the run without
+credentials (refused before any query) runs on SQLite only (``tests/conftest.py`` deselects
+its PostgreSQL items). That keeps ``make test`` within its time budget (docs/architecture.md).
+Hypothesis keeps no example database here (``database=None``): nothing to write per case.
+
 Check configuration (the only deviations from schemathesis' defaults, each with its reason):
 - ``missing_required_header`` also accepts 428: the contract answers a missing ``X-Confirm``
   on a destructive operation with 428 ``confirmation_required`` (api-outline, confirmation).
@@ -59,15 +67,14 @@ def _build_when_run(**build):
     """Schemathesis builds each operation's test, its coverage-phase cases included, when it
     collects: every pytest-xdist worker paid ~27 s to build all 254 before running any. This
     builds the same test, from the configuration as it was at collection, the first time its
-    item runs, on the one worker that runs it; the other backend's item of the same operation
-    reuses it (the generated cases do not depend on the backend).
+    item runs, on the one worker that runs it (once per backend: their example counts differ).
     (Patched: ``schemathesis.pytest._test_builder.build_operation_test``, schemathesis 4.32.)"""
     test, config = build["test_func"], build["config"]
     headers_when_collected = config.headers  # the test sets the key later: not a fixed value
-    key = (test.__qualname__, build["operation"].label)
 
     @functools.wraps(test, updated=())  # not its __dict__: hypothesis' @settings stay with it
     def run(*args, **kwargs):
+        key = (test.__qualname__, build["operation"].label, bound.backend)
         built = _built.get(key)
         if built is None:
             headers, config.headers = config.headers, headers_when_collected
@@ -75,6 +82,11 @@ def _build_when_run(**build):
                 built = _built[key] = _build_operation_test(**build)
             finally:
                 config.headers = headers
+            if bound.backend == "postgresql":  # see "PostgreSQL" in the module docstring
+                chosen = built._hypothesis_internal_use_settings
+                built._hypothesis_internal_use_settings = settings(
+                    chosen, max_examples=min(chosen.max_examples, POSTGRESQL_EXAMPLES)
+                )
         run.__dict__.update(built.__dict__)  # schemathesis' marks, read after the run
         return built(*args, **kwargs)
 
@@ -95,6 +107,7 @@ class BoundApp:
 
     def __init__(self) -> None:
         self.target = None
+        self.backend: str | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         if self.target is None:
@@ -103,6 +116,7 @@ class BoundApp:
 
 
 bound = BoundApp()
+POSTGRESQL_EXAMPLES = 10  # random examples per operation on PostgreSQL (30 on SQLite)
 NOWHERE = "http://127.0.0.1:9/v1"  # loopback, the discard port: refused at once
 schema = schemathesis.openapi.from_path(str(spec.SPEC_PATH))
 schema.app = bound
@@ -119,9 +133,10 @@ schema.config.checks.positive_data_acceptance.expected_statuses = [
 def contract_hub(module_settings):
     """One hub per backend for the whole module, with an admin key."""
     bound.target = create_app(module_settings)
+    bound.backend = module_settings.database_backend
     _, secret = keys.create("contract", "admin")
     yield {"Authorization": f"Bearer {secret}"}
-    bound.target = None
+    bound.target = bound.backend = None
 
 
 def _positive(case) -> bool:
@@ -130,7 +145,7 @@ def _positive(case) -> bool:
 
 
 @schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_every_operation_conforms(case, contract_hub):
     case.operation.schema.config.update(headers=contract_hub)
     if _positive(case) and case.query and "cursor" in case.query:
@@ -157,7 +172,7 @@ PUBLIC = {policy.operation_id for policy in spec.policies().values() if policy.r
 
 
 @anonymous.parametrize()
-@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_without_credentials_only_public_operations_answer(case, contract_hub):
     for name in ("Authorization", "X-API-Key"):
         (case.headers or {}).pop(name, None)

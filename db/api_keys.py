@@ -61,3 +61,14 @@ def mark_used(key_id: str, now, *, unless_since) -> None:
         (ApiKey.id == key_id)
         & (ApiKey.last_used_at.is_null() | (ApiKey.last_used_at < unless_since))
     ).execute()
+
+
+def revoked_among(key_ids: set[str]) -> set[str]:
+    """Those of ``key_ids`` that are revoked or gone (``admin-token`` is not a stored key)."""
+    stored = {k for k in key_ids if k != "admin-token"}
+    if not stored:
+        return set()
+    active = ApiKey.select(ApiKey.id).where(
+        ApiKey.id.in_(sorted(stored)) & ApiKey.revoked_at.is_null()
+    )
+    return stored - {row.id for row in active}

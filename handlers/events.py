@@ -68,7 +68,7 @@ async def stream_events(types=None, last_event_id=None, follow=True):
                 "This hub is not serving live events now; try again or use follow=false.",
                 code="stream_unavailable",
             )
-        updates = bus.follow(globs, resume, KEEPALIVE_SECONDS)
+        updates = bus.follow(globs, resume, KEEPALIVE_SECONDS, key_id=context.actor_id())
     else:
         updates = eventbus.replay(globs, resume)
 

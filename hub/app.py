@@ -50,13 +50,17 @@ class Hub:
     """The ASGI entry point of one hub: lifespan starts and stops its runtime, WebSockets go
     to the Starlette router, HTTP to the edge middleware and the Connexion app."""
 
-    def __init__(self, http: ASGIApp, websocket: Router, runtime: Runtime) -> None:
+    def __init__(
+        self, http: ASGIApp, websocket: Router, runtime: Runtime, rate_limiter: RateLimiter
+    ) -> None:
         self.http = http
         self.websocket = websocket
         self.runtime = runtime
+        self.rate_limiter = rate_limiter  # shared by HTTP and WebSocket frames
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
+            scope.setdefault("aether", {})["rate_limiter"] = self.rate_limiter
             await self.websocket(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
@@ -167,7 +171,8 @@ def create_app(settings: Settings | None = None) -> Hub:
     runtime.bootstrap_secret = keys.ensure_bootstrap_key(settings.admin_token)
 
     app = connexion_app(settings.response_validation)
-    http: ASGIApp = EdgeMiddleware(app, runtime, RateLimiter())
+    rate_limiter = RateLimiter()
+    http: ASGIApp = EdgeMiddleware(app, runtime, rate_limiter)
     if settings.cors_origins:
         http = CORSMiddleware(
             http,
@@ -176,4 +181,5 @@ def create_app(settings: Settings | None = None) -> Hub:
             allow_headers=["*"],
             expose_headers=["ETag", "Location", "X-Request-Id", "Retry-After"],
         )
-    return Hub(http, Router(routes=[WebSocketRoute("/api/v1/ws", ws.endpoint)]), runtime)
+    websocket = Router(routes=[WebSocketRoute("/api/v1/ws", ws.endpoint)])
+    return Hub(http, websocket, runtime, rate_limiter)

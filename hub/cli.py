@@ -42,6 +42,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
         proxy_headers=False,
+        # a WebSocket frame may be as large as a request body, with room for its JSON frame
+        ws_max_size=settings.body_limit + 64 * 1024,
     )
     return 0
 

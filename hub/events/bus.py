@@ -30,6 +30,7 @@ import peewee
 
 from db.base import database, is_postgres
 from db.events import PAGE, latest_id, read_after
+from hub.core import access
 from hub.core.aio import cancel_and_wait
 from hub.events import log as events
 
@@ -44,6 +45,12 @@ class Overflow:
 
 
 _ENDED = object()  # in a follower's buffer: it overflowed or the bus stopped
+_REVOKED = object()  # in a follower's buffer: the key that opened the stream was revoked
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """The stream ends: the API key that opened it was revoked."""
 
 
 @dataclass(eq=False)
@@ -62,6 +69,12 @@ class Follower:
             return False
         return True
 
+    def revoke(self) -> None:
+        """End the stream because its key was revoked (on the bus's loop)."""
+        while not self.buffer.empty():
+            self.buffer.get_nowait()
+        self.buffer.put_nowait(_REVOKED)
+
     def end(self) -> None:
         """Drop what is buffered and leave the end marker: the client resumes from the last
         event it was actually sent, so nothing dropped here is lost to it."""
@@ -69,6 +82,19 @@ class Follower:
         while not self.buffer.empty():
             self.buffer.get_nowait()
         self.buffer.put_nowait(_ENDED)
+
+
+@dataclass(eq=False)
+class _Stream:
+    """One ``follow()``: its current follower (a new one after an overflow during the
+    replay) and whether its key was revoked."""
+
+    follower: Follower
+    revoked: bool = False
+
+    def revoke(self) -> None:  # on the bus's loop
+        self.revoked = True
+        self.follower.revoke()
 
 
 class Bus:
@@ -196,8 +222,12 @@ class Bus:
         self.followers.discard(follower)
 
     def follow(
-        self, globs: tuple[str, ...], last_event_id: int | None, keepalive: float = 15.0
-    ) -> AsyncIterator[dict | Overflow | None]:
+        self,
+        globs: tuple[str, ...],
+        last_event_id: int | None,
+        keepalive: float = 15.0,
+        key_id: str | None = None,
+    ) -> AsyncIterator[dict | Overflow | Revoked | None]:
         """New events matching ``globs``; with ``last_event_id``, first the ones after it from
         the log. ``None`` after ``keepalive`` seconds of silence; ends with ``Overflow`` when
         the client fell too far behind.
@@ -205,24 +235,43 @@ class Bus:
         The follower is registered here, at the call, not at the first iteration: a stream
         gets every event committed after its request was handled, even when the client acts
         as soon as it has the response headers. (Never iterated, it is dropped when its
-        buffer fills.)"""
-        return self._follow(self.register(globs), globs, last_event_id, keepalive)
+        buffer fills.) With ``key_id``, the stream ends with ``Revoked`` when that key is
+        revoked (``hub.core.access``)."""
+        stream = _Stream(self.register(globs))
+        following = self._follow(stream, globs, last_event_id, keepalive)
+        if key_id is None:
+            return following
+        loop = asyncio.get_running_loop()
+        token = access.watch.hold(key_id, lambda: loop.call_soon_threadsafe(stream.revoke))
+        return self._guarded(following, token)
+
+    async def _guarded(self, stream: AsyncIterator, token: int) -> AsyncIterator:
+        try:
+            async for item in stream:
+                yield item
+        finally:
+            access.watch.release(token)
 
     async def _follow(
         self,
-        follower: Follower,
+        stream: _Stream,
         globs: tuple[str, ...],
         last_event_id: int | None,
         keepalive: float,
-    ) -> AsyncIterator[dict | Overflow | None]:
+    ) -> AsyncIterator[dict | Overflow | Revoked | None]:
         sent = last_event_id
+        follower = stream.follower
         try:
             async for event in replay((), last_event_id):  # the log, until nothing newer
+                if stream.revoked:
+                    yield Revoked()
+                    return
                 sent = event["id"]
                 if events.matches(globs, event["type"]):
                     yield event
                 if follower.overflowed and self._tasks:  # live traffic filled the buffer
-                    follower = self.register(globs)  # meanwhile: the log has it all
+                    self.unregister(follower)
+                    follower = stream.follower = self.register(globs)  # the log has it all
             while True:
                 if follower.buffer.empty():
                     try:
@@ -235,6 +284,9 @@ class Bus:
                     event = follower.buffer.get_nowait()
                 if event is _ENDED:
                     yield Overflow(sent)
+                    return
+                if event is _REVOKED:
+                    yield Revoked()
                     return
                 if sent is not None and event["id"] <= sent:
                     continue  # the replay sent it already

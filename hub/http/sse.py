@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.responses import StreamingResponse
 
-from hub.events.bus import Overflow
+from hub.events.bus import Overflow, Revoked
 
 KEEPALIVE_SECONDS = 15.0
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering
@@ -94,9 +94,17 @@ def event_frame(event: dict) -> bytes:
     return encoded
 
 
+REVOKED = {
+    "type": "revoked",
+    "code": "api_key_revoked",
+    "detail": "The API key of this stream was revoked; the stream ends.",
+}
+
+
 def log_stream(updates: AsyncIterator) -> StreamingResponse:
     """The SSE response of ``hub.events.bus`` updates: an event (its frame), ``None`` (a
-    keep-alive comment) or an ``Overflow`` (an ``overflow`` message, then the end)."""
+    keep-alive comment), an ``Overflow`` (an ``overflow`` message, then the end) or
+    ``Revoked`` (a ``revoked`` message, then the end)."""
 
     async def body() -> AsyncIterator[bytes]:
         async for item in updates:
@@ -105,6 +113,9 @@ def log_stream(updates: AsyncIterator) -> StreamingResponse:
             elif isinstance(item, Overflow):
                 data = json.dumps({"type": "overflow", "last_event_id": item.last_event_id})
                 yield f"event: overflow\ndata: {data}\n\n".encode()
+                return
+            elif isinstance(item, Revoked):
+                yield f"event: revoked\ndata: {json.dumps(REVOKED)}\n\n".encode()
                 return
             else:
                 yield event_frame(item)

@@ -35,8 +35,10 @@ def _field(error: ValidationError, root: str = "body") -> str:
 
 
 MAX_DEPTH = 64  # nesting of arrays and objects in a JSON body
-MAX_INTEGER = 2**63 - 1  # what both databases store (BIGINT); JSON integers beyond are refused
-MAX_NUMBER_CHARS = 40  # digits of a JSON number literal the parser looks at
+# Digits of a JSON integer: Python converts at most this many (past it int() raises). Free-form
+# members (payloads, metadata) keep big integers as they are; typed ones are bounded by the
+# contract's minimum/maximum.
+MAX_INTEGER_DIGITS = 4300
 
 
 class _NotJSON:
@@ -51,9 +53,9 @@ def _parse_constant(name: str) -> _NotJSON:
 
 
 def _parse_int(literal: str) -> int | _NotJSON:
-    if len(literal) > MAX_NUMBER_CHARS or abs(value := int(literal)) > MAX_INTEGER:
-        return _NotJSON(literal, f"integers range from -{MAX_INTEGER} to {MAX_INTEGER}")
-    return value
+    if len(literal.lstrip("-")) > MAX_INTEGER_DIGITS:
+        return _NotJSON(literal[:20], f"an integer of more than {MAX_INTEGER_DIGITS} digits")
+    return int(literal)
 
 
 def _parse_float(literal: str) -> float | _NotJSON:
@@ -69,7 +71,7 @@ def _location(path: list) -> str:
 
 def check_portable(value: Any) -> None:
     """Refuse, with a 400 naming the field, what JSON parsed but the hub cannot keep or emit
-    as JSON: ``NaN``/``Infinity``, integers beyond 64 bits, numbers that overflow, lone
+    as JSON: ``NaN``/``Infinity``, integers of thousands of digits, numbers that overflow, lone
     UTF-16 surrogates, nesting deeper than ``MAX_DEPTH``. Iterative: a hostile depth never
     reaches Python's recursion limit."""
     stack: list[tuple[Any, list, int]] = [(value, [], 0)]

@@ -15,28 +15,46 @@ Frames are JSON objects with a ``type``:
 
 A malformed frame gets an ``error`` frame, never a dropped connection. Authentication is an
 API key in ``Authorization``/``X-API-Key`` or ``?token=``; chatting needs the operator role.
+
+**The same rules as HTTP.** Every frame counts against the key's rate limit (an ``error``
+frame with status 429 and ``retry_after`` past it); a frame over ``AETHER_BODY_LIMIT`` is
+refused (413); a chat frame's ``content`` is validated against ``MessageCreate`` (400 naming
+the field: length, NUL); every chat frame is audited like its HTTP twin ``send_message``
+(method ``WS``, the session's messages path, the outcome's status). A revoked key closes the
+connection (``hub.core.access``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 
+from jsonschema import Draft4Validator
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from db import base as db_base
-from hub.core import generations, metrics
-from hub.core.problems import Problem
+from db.base import new_id
+from hub.core import access, generations, metrics, spec
+from hub.core.problems import Problem, ValidationFailed
 from hub.engine import turns as chat
-from hub.events.bus import Overflow
+from hub.events.bus import Overflow, Revoked
+from hub.http import validation
 from hub.runtime import instance
-from hub.services import auth
+from hub.services import audit, auth
 
 log = logging.getLogger("aether.ws")
 POLICY_VIOLATION = 1008
+
+
+_MESSAGE_CREATE = Draft4Validator(spec.load()["components"]["schemas"]["MessageCreate"])
+_CONTENT_RULES = {  # MessageCreate.content's rules, said without echoing the content
+    "minLength": "must not be empty",
+    "maxLength": "longer than the contract's maxLength",
+    "pattern": "must not contain NUL characters",
+    "type": "must be a string",
+}
 
 
 def _problem_frame(problem: Problem, **extra) -> dict:
@@ -71,13 +89,33 @@ async def endpoint(websocket: WebSocket) -> None:
     runtime.websocket_clients += 1
     metrics.WS_CLIENTS.inc()
     forwarder: asyncio.Task | None = None
+    loop = asyncio.get_running_loop()
+    held = access.watch.hold(
+        principal.key_id,
+        lambda: loop.call_soon_threadsafe(lambda: loop.create_task(_close_revoked(websocket))),
+    )
+    limiter = websocket.scope.get("aether", {}).get("rate_limiter")
     try:
         while True:
             raw = await websocket.receive_text()
+            settings = runtime.settings
+            if len(raw) > settings.body_limit:
+                await websocket.send_json(_too_large(settings.body_limit))
+                continue
+            wait = limiter.check(principal.key_id, settings.rate_limit_per_minute) if limiter else 0
+            if wait:
+                metrics.RATE_LIMITED.inc()
+                await websocket.send_json(_rate_limited(settings.rate_limit_per_minute, wait))
+                continue
             try:
-                frame = json.loads(raw)
-            except ValueError:
-                await websocket.send_json(_error("malformed_frame", "A frame must be JSON."))
+                frame = validation.parse_json(raw)
+            except Problem as problem:
+                refused = (
+                    _error("malformed_frame", "A frame must be JSON.")
+                    if problem.code == "malformed_json"
+                    else _problem_frame(problem)
+                )
+                await websocket.send_json(refused)
                 continue
             kind = frame.get("type") if isinstance(frame, dict) else None
             if kind == "ping":
@@ -114,6 +152,7 @@ async def endpoint(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        access.watch.release(held)
         if forwarder is not None:
             forwarder.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -122,8 +161,23 @@ async def endpoint(websocket: WebSocket) -> None:
         metrics.WS_CLIENTS.dec()
 
 
+REVOKED_PROBLEM = {
+    "status": 401,
+    "code": "api_key_revoked",
+    "detail": "The API key of this connection was revoked; it closes.",
+}
+
+
+async def _close_revoked(websocket: WebSocket) -> None:
+    """The key was revoked: say so, then close (policy violation)."""
+    with contextlib.suppress(Exception):  # the client may be gone already
+        await websocket.send_json({"type": "error", "problem": REVOKED_PROBLEM})
+        await websocket.close(code=POLICY_VIOLATION, reason="the API key was revoked")
+
+
 async def _forward(websocket: WebSocket, bus, types: tuple[str, ...], last_event_id) -> None:
-    """Send the subscribed events until the subscription is replaced or the client leaves."""
+    """Send the subscribed events until the subscription is replaced or the client leaves.
+    (The connection holds its key in ``hub.core.access``: a revoked key closes it whole.)"""
     try:
         async for item in bus.follow(types, last_event_id):
             if item is None:
@@ -131,18 +185,76 @@ async def _forward(websocket: WebSocket, bus, types: tuple[str, ...], last_event
             if isinstance(item, Overflow):
                 await websocket.send_json({"type": "overflow", "last_event_id": item.last_event_id})
                 return
+            if isinstance(item, Revoked):  # not asked for here (the connection closes whole)
+                return
             await websocket.send_json({"type": "event", "event": item})
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client left
 
 
+def _too_large(limit: int) -> dict:
+    detail = f"The frame is over the limit of {limit} bytes."
+    return {
+        "type": "error",
+        "problem": {"status": 413, "code": "payload_too_large", "detail": detail},
+    }
+
+
+def _rate_limited(per_minute: int, wait: float) -> dict:
+    return {
+        "type": "error",
+        "problem": {
+            "status": 429,
+            "code": "rate_limited",
+            "detail": f"Rate limit of {per_minute} requests per minute reached.",
+            "retry_after": max(1, int(wait + 0.999)),
+        },
+    }
+
+
 async def _chat(websocket: WebSocket, principal: auth.Principal, frame: dict) -> None:
+    session_id = frame.get("session_id")
+    status = 200
+    try:
+        status = await _chat_turn(websocket, principal, frame)
+    finally:
+        await run_in_threadpool(
+            audit.record,
+            actor_key_id=principal.key_id,
+            actor_name=principal.name,
+            operator=None,
+            operation_id="send_message",
+            method="WS",
+            resource=f"/api/v1/sessions/{session_id}/messages"[:2000]
+            if isinstance(session_id, str)
+            else "/api/v1/ws",
+            status=status,
+            request_id=new_id("req"),
+        )
+
+
+async def _chat_turn(websocket: WebSocket, principal: auth.Principal, frame: dict) -> int:
+    """One chat frame; the status its HTTP twin would have answered (for the audit)."""
     session_id, content = frame.get("session_id"), frame.get("content")
-    if not isinstance(session_id, str) or not isinstance(content, str) or not content:
+    if not isinstance(session_id, str) or not isinstance(content, str):
         await websocket.send_json(
             _error("malformed_frame", "A chat frame needs `session_id` and `content` strings.")
         )
-        return
+        return 400
+    errors = list(_MESSAGE_CREATE.iter_errors({"content": content}))
+    if errors:
+        first = errors[0]
+        message = _CONTENT_RULES.get(first.validator, "not a valid message")
+        await websocket.send_json(
+            _problem_frame(
+                ValidationFailed(
+                    f"content: {message}",
+                    errors=[{"field": "content", "message": message}],
+                ),
+                session_id=session_id,
+            )
+        )
+        return 400
     if not principal.allows("operator"):
         await websocket.send_json(
             {
@@ -154,7 +266,7 @@ async def _chat(websocket: WebSocket, principal: auth.Principal, frame: dict) ->
                 },
             }
         )
-        return
+        return 403
 
     async def sink(event: dict) -> None:
         await websocket.send_json({**event, "session_id": session_id})
@@ -163,9 +275,11 @@ async def _chat(websocket: WebSocket, principal: auth.Principal, frame: dict) ->
         plan = await run_in_threadpool(chat.plan_turn, session_id, content=content)
     except Problem as problem:
         await websocket.send_json(_problem_frame(problem, session_id=session_id))
-        return
+        return problem.status
     task = generations.current().spawn(chat.generate(plan, sink))
     try:
         await task
     except Problem as problem:
         await websocket.send_json(_problem_frame(problem, session_id=session_id))
+        return problem.status
+    return 200

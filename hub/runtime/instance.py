@@ -18,10 +18,10 @@ from collections.abc import Callable
 
 import peewee
 
-from db import sessions, system
+from db import api_keys, sessions, system
 from db.base import new_id, utcnow, write_transaction
 from hub import __version__
-from hub.core import generations, logs, metrics, programs, signals
+from hub.core import access, generations, logs, metrics, programs, signals
 from hub.core.aio import cancel_and_wait
 from hub.engine import turns
 from hub.events import bus
@@ -121,6 +121,7 @@ class Runtime:
         self.apply_overrides(system.overrides())
         idempotency.prune()
         self.recover_turns()
+        self.end_revoked_connections()
         for work in self.on_beat:
             work()
 
@@ -155,6 +156,11 @@ class Runtime:
             if not gone:
                 dead.discard(row.id)
         return dead
+
+    def end_revoked_connections(self) -> int:
+        """End this process's streams and WebSockets whose key was revoked (by any process)."""
+        held = access.watch.key_ids()
+        return access.watch.end_keys(api_keys.revoked_among(held)) if held else 0
 
     def recover_turns(self) -> list[str]:
         """Mark ``interrupted`` the turns dead instances left running (and, at start, those

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from db import api_keys
 from db.api_keys import ApiKey
-from db.base import new_id, utcnow, write_transaction
+from db.base import after_commit, new_id, utcnow, write_transaction
+from hub.core import access
 from hub.core.problems import Conflict, NotFound
 from hub.services.auth import generate_secret, hash_secret
 
@@ -40,6 +41,7 @@ def revoke(key_id: str, *, admin_token_set: bool) -> ApiKey:
                 )
         key.revoked_at = utcnow()
         key.save()
+        after_commit(lambda: access.watch.end_keys({key_id}))  # its open streams, at once
     return key
 
 

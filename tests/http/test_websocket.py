@@ -107,3 +107,90 @@ def test_runtime_counts_websocket_clients(client, keyring):
         ws.receive_json()
         assert client.get("/api/v1/runtime").json()["stream_clients"]["websocket"] == 1
     assert client.get("/api/v1/runtime").json()["stream_clients"]["websocket"] == 0
+
+
+# --- the same rules as HTTP (issue 13, break 6) -----------------------------------------
+
+
+@pytest.fixture
+def limited(settings):
+    return settings.replace(rate_limit_per_minute=5, body_limit=4096)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("x" * 100_001, "longer than the contract's maxLength"),
+        ("nul \x00 inside", "must not contain NUL characters"),
+        ("", "must not be empty"),
+    ],
+    ids=["over-maxLength", "nul", "empty"],
+)
+def test_chat_content_is_validated_like_http(client, keyring, content, message):
+    session_id = _session(client)
+    with _connect(client, keyring["operator"]) as ws:
+        ws.send_json({"type": "chat", "session_id": session_id, "content": content})
+        frame = ws.receive_json()
+    assert frame["type"] == "error"
+    assert frame["problem"]["status"] == 400
+    assert frame["problem"]["errors"] == [{"field": "content", "message": message}]
+    assert "x" * 100 not in str(frame)  # the content is not echoed back
+    messages = client.get(f"/api/v1/sessions/{session_id}/messages").json()["items"]
+    assert messages == []
+
+
+def test_frames_count_against_the_rate_limit(limited):
+    from starlette.testclient import TestClient
+
+    from hub.app import create_app
+
+    hub = create_app(limited)
+    with TestClient(hub) as client, _connect(client, keyring_for(hub)) as ws:
+        answers = []
+        for _ in range(8):
+            ws.send_json({"type": "ping"})
+            answers.append(ws.receive_json())
+    assert [a["type"] for a in answers[:5]] == ["pong"] * 5
+    refused = answers[5:]
+    assert all(a["type"] == "error" and a["problem"]["status"] == 429 for a in refused)
+    assert all(a["problem"]["retry_after"] >= 1 for a in refused)
+
+
+def test_a_frame_over_the_body_limit_is_refused(limited):
+    from starlette.testclient import TestClient
+
+    from hub.app import create_app
+
+    hub = create_app(limited.replace(rate_limit_per_minute=0))
+    with TestClient(hub) as client, _connect(client, keyring_for(hub)) as ws:
+        ws.send_text('{"type": "ping", "pad": "' + "x" * 5000 + '"}')
+        frame = ws.receive_json()
+        ws.send_json({"type": "ping"})
+        assert ws.receive_json() == {"type": "pong"}  # the connection stays
+    assert frame["problem"]["status"] == 413
+
+
+def test_nan_in_a_frame_is_refused(client, keyring):
+    with _connect(client, keyring["operator"]) as ws:
+        ws.send_text('{"type": "subscribe", "types": [], "x": NaN}')
+        frame = ws.receive_json()
+    assert frame["type"] == "error" and frame["problem"]["status"] == 400
+
+
+def test_every_chat_frame_is_audited_like_its_http_twin(client, keyring):
+    session_id = _session(client)
+    with _connect(client, keyring["operator"]) as ws:
+        ws.send_json({"type": "chat", "session_id": session_id, "content": "hello"})
+        _until_done(ws)
+        ws.send_json({"type": "chat", "session_id": session_id, "content": "\x00"})
+        ws.receive_json()
+    entries = client.get("/api/v1/audit-log", params={"action": "send_message"}).json()["items"]
+    websocket_entries = [e for e in entries if e["method"] == "WS"]
+    assert sorted(e["status"] for e in websocket_entries) == [200, 400]
+    assert {e["resource"] for e in websocket_entries} == {f"/api/v1/sessions/{session_id}/messages"}
+
+
+def keyring_for(hub) -> str:
+    from hub.services import keys
+
+    return keys.create("ws", "operator")[1]

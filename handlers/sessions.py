@@ -16,6 +16,7 @@ from hub.http import context
 from hub.http import sse as streaming
 from hub.runtime import instance
 from hub.services import sessions as service
+from hub.services.toolkit import redacted_for_viewer
 
 JSON = {"Content-Type": "application/json"}
 
@@ -105,4 +106,5 @@ async def retry_reply(session_id):
 def list_session_turns(session_id, limit=50, cursor=None):
     """One turn per assistant reply, oldest first."""
     require(sessions.get_session(session_id), "session", session_id)
-    return list_page(sessions.turns(session_id), Turn.id, limit=limit, cursor=cursor), 200
+    page = list_page(sessions.turns(session_id), Turn.id, limit=limit, cursor=cursor)
+    return context.for_caller(page, redacted_for_viewer), 200

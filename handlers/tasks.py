@@ -11,6 +11,7 @@ from hub.core.problems import require
 from hub.http import context
 from hub.runtime import reports
 from hub.services import tasks as service
+from hub.services.toolkit import redacted_for_viewer
 
 
 def list_tasks(limit=50, cursor=None, status=None, agent_id=None, priority=None):
@@ -29,7 +30,7 @@ def create_task(body):
 def get_task(task_id):
     """One task with its steps and result."""
     task = require(tasks.get(task_id), "task", task_id)
-    return task.to_api(tasks.steps(task.id)), 200
+    return context.for_caller(task.to_api(tasks.steps(task.id)), redacted_for_viewer), 200
 
 
 def cancel_task(task_id):

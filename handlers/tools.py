@@ -11,7 +11,7 @@ from generated.models import ToolCreate
 from handlers import body_fields
 from hub.http import context
 from hub.services import tools
-from hub.services.toolkit import Call
+from hub.services.toolkit import Call, redacted_for_viewer
 
 
 def list_tools(limit=50, cursor=None, kind=None):
@@ -50,4 +50,5 @@ async def execute_tool(tool_name, body):
 def list_tool_executions(limit=50, cursor=None, tool=None, status=None, task_id=None, turn_id=None):
     """Tool execution history, newest first."""
     query = db_tools.executions(tool=tool, status=status, task_id=task_id, turn_id=turn_id)
-    return list_page(query, ToolExecution.id, limit=limit, cursor=cursor, descending=True), 200
+    page = list_page(query, ToolExecution.id, limit=limit, cursor=cursor, descending=True)
+    return context.for_caller(page, redacted_for_viewer), 200

@@ -5,12 +5,15 @@ from __future__ import annotations
 from db import sessions
 from generated.models import FeedbackPut
 from hub.core.problems import NotFound, require
+from hub.http import context
 from hub.services import sessions as service
+from hub.services.toolkit import redacted_for_viewer
 
 
 def get_turn(turn_id):
     """One turn, with the model, tokens, timings and the exact context sent."""
-    return require(sessions.get_turn(turn_id), "turn", turn_id).to_api(), 200
+    turn = require(sessions.get_turn(turn_id), "turn", turn_id).to_api()
+    return context.for_caller(turn, redacted_for_viewer), 200
 
 
 def get_turn_feedback(turn_id):

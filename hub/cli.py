@@ -7,12 +7,13 @@ import asyncio
 import signal
 import sys
 
+import peewee
 import uvicorn
 
 from db import base
 from hub.app import build_runtime, create_app
 from hub.services import keys
-from hub.settings import Settings
+from hub.settings import Settings, redact_url
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -103,7 +104,47 @@ def main(argv: list[str] | None = None) -> int:
     create_key.add_argument("--role", choices=("viewer", "operator", "admin"), default="admin")
     create_key.set_defaults(run=_create_key)
     args = parser.parse_args(argv)
-    return args.run(Settings.from_env(), args)
+    settings = Settings.from_env()
+    try:
+        return args.run(settings, args)
+    except (peewee.DatabaseError, peewee.InterfaceError, OSError) as exc:
+        if not _storage_failure(exc):
+            raise
+        print(f"aether: {_storage_problem(settings, exc)}", file=sys.stderr, flush=True)
+        return EXIT_STORAGE
+
+
+EXIT_STORAGE = 3  # the database or the data folder cannot be used
+
+
+def _storage_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` says the data folder or database cannot be used (not a bug)."""
+    if isinstance(exc, peewee.OperationalError) or type(exc) in (
+        peewee.DatabaseError,  # SQLite: "file is not a database", corruption
+        peewee.InterfaceError,
+    ):
+        return True
+    return isinstance(exc, OSError) and exc.errno is not None
+
+
+def _storage_problem(settings: Settings, exc: BaseException) -> str:
+    """One line a person can act on, for a data folder or database that cannot be used."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if settings.database_backend == "sqlite":
+        where = settings.effective_database_url.removeprefix("sqlite:///")
+        hint = {
+            "readonly": "the database file or its folder is read-only",
+            "unable to open": "the data folder cannot be written or does not exist",
+            "not a database": "the file is not an SQLite database (corrupt, or another file)",
+            "malformed": "the database file is corrupt",
+            "permission denied": "no permission to use the data folder",
+        }
+        said = next((h for k, h in hint.items() if k in reason.lower()), reason)
+        return (
+            f"cannot use the SQLite database {where} (AETHER_DATA_DIR={settings.data_dir}): "
+            f"{said} [{reason}]"
+        )
+    return f"cannot use the database at {redact_url(settings.database_url)}: {reason}"
 
 
 if __name__ == "__main__":

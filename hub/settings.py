@@ -43,6 +43,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     log_level: str = "info"
     rate_limit_per_minute: int = 600
+    unauthenticated_rate_limit_per_minute: int = 60
     metrics_public: bool = True
     response_validation: bool = False
     heartbeat_seconds: float = 5.0

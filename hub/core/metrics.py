@@ -22,6 +22,12 @@ WS_CLIENTS = Gauge("aether_websocket_clients", "Open WebSocket connections.")
 DRAINING = Gauge("aether_draining", "1 while this instance is draining.")
 AUDIT_ENTRIES = Counter("aether_audit_entries_total", "Audit log entries written.")
 RATE_LIMITED = Counter("aether_rate_limited_total", "Requests refused by the rate limit.")
+UNAUTHENTICATED = Counter(
+    "aether_unauthenticated_requests_total",
+    "Requests refused for want of a valid credential (not audited): missing, invalid (unknown "
+    "or revoked key) or signature (an inbound webhook's).",
+    ["reason"],
+)
 
 LLM_CALLS = Counter(
     "aether_llm_calls_total",

@@ -22,3 +22,14 @@ def header(name: str) -> str | None:
 
 def base_url() -> str:
     return str(request.base_url).rstrip("/")
+
+
+def is_viewer() -> bool:
+    """Whether the caller may only read (a viewer key): some details are redacted for it."""
+    current = principal()
+    return current is not None and not current.allows("operator")
+
+
+def for_caller(answer, redact):
+    """``answer`` as the caller may see it: through ``redact`` for a viewer."""
+    return redact(answer) if is_viewer() else answer

@@ -93,9 +93,20 @@ class PolicyMiddleware:
                 await self._idempotent(scope, receive, capture, key, info, policy.secret_fields)
             else:
                 await self.app(scope, receive, capture)
-        except Exception as exc:
-            await self._audit(scope, info, status_of(exc))
+        except Unauthorized as exc:
+            # No principal: counted, not audited (a flood must not write a row a request);
+            # a failed webhook signature is charged to the client's address like a bad key.
             recorded = True
+            if info.get("principal") is None:
+                if exc.code == "invalid_signature":
+                    self._refused_anonymous(scope, info, "signature")
+                raise
+            await self._audit(scope, info, status_of(exc))
+            raise
+        except Exception as exc:
+            recorded = True
+            if not info.get("refused_anonymous"):  # a 429 instead of a 401: not audited either
+                await self._audit(scope, info, status_of(exc))
             raise
         finally:
             if not recorded:
@@ -113,6 +124,7 @@ class PolicyMiddleware:
             headers.get("authorization"), headers.get("x-api-key")
         )
         if secret is None:
+            self._refused_anonymous(scope, info, "missing")
             raise Unauthorized("No API key: send `Authorization: Bearer <key>` or `X-API-Key`.")
         if db_base.is_postgres():
             found = await run_in_threadpool(auth.lookup, secret, settings.admin_token)
@@ -121,6 +133,7 @@ class PolicyMiddleware:
             # less than the hop to a worker thread.
             found = auth.lookup(secret, settings.admin_token)
         if found is None:
+            self._refused_anonymous(scope, info, "invalid")
             raise Unauthorized("The API key is not valid or has been revoked.")
         principal, used_long_ago = found
         if used_long_ago:  # at most once a minute per key: a write, so off the event loop
@@ -143,6 +156,25 @@ class PolicyMiddleware:
         if policy.confirm and headers.get("x-confirm", "").lower() != "yes":
             raise ConfirmationRequired(
                 "This action is destructive: repeat it with the header `X-Confirm: yes`."
+            )
+
+    def _refused_anonymous(self, scope: Scope, info: dict, reason: str) -> None:
+        """A request refused for want of a valid credential: counted in metrics (never an
+        audit row), and charged to the client's address; past that address's limit
+        (``AETHER_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE``) the answer is 429, not 401."""
+        metrics.UNAUTHENTICATED.labels(reason=reason).inc()
+        info["refused_anonymous"] = True
+        settings = info["runtime"].settings
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        per_minute = settings.unauthenticated_rate_limit_per_minute
+        wait = info["rate_limiter"].check(f"address:{address}", per_minute)
+        if wait:
+            metrics.RATE_LIMITED.inc()
+            raise RateLimited(
+                f"Too many requests without a valid credential from {address}: "
+                f"{per_minute} per minute.",
+                headers={"Retry-After": str(max(1, int(wait + 0.999)))},
             )
 
     async def _audit(self, scope: Scope, info: dict, status: int) -> None:

@@ -135,6 +135,26 @@ def parse_json(text: str) -> Any:
     return body
 
 
+def _message(error: ValidationError, root: Any) -> str:
+    """jsonschema's message, except inside a write-only member (a secret, credentials): its
+    rule only, since the message would echo the rejected value back."""
+    if _write_only(root, error.absolute_schema_path):
+        return f"does not meet {error.validator} {error.validator_value!r} (value not shown)"
+    return error.message[:500]
+
+
+def _write_only(node: Any, path) -> bool:
+    """Whether a schema on ``path`` (from ``node``, the root) is ``writeOnly``."""
+    for part in path:
+        if isinstance(node, dict) and node.get("writeOnly"):
+            return True
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return isinstance(node, dict) and bool(node.get("writeOnly"))
+
+
 class HubJSONBodyValidator(JSONRequestBodyValidator):
     async def _parse(self, stream, scope) -> Any:
         raw = b"".join([chunk async for chunk in stream])
@@ -160,7 +180,8 @@ class HubJSONBodyValidator(JSONRequestBodyValidator):
             )
         errors = sorted(self._validator.iter_errors(body), key=lambda e: list(e.absolute_path))
         if errors:
-            details = [{"field": _field(e), "message": e.message[:500]} for e in errors[:20]]
+            root = self._validator.schema
+            details = [{"field": _field(e), "message": _message(e, root)} for e in errors[:20]]
             first = details[0]
             raise ValidationFailed(f"{first['field']}: {first['message']}", errors=details)
         return None

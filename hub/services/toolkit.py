@@ -404,3 +404,28 @@ def http_tool(row, headers: dict[str, str]) -> ToolDef:
 
 def _as_param(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _hide_headers(arguments):
+    headers = arguments.get("headers") if isinstance(arguments, dict) else None
+    if not isinstance(headers, dict) or not headers:
+        return arguments
+    return {**arguments, "headers": dict.fromkeys(headers, "***")}
+
+
+def redacted_for_viewer(value):
+    """``value`` (an answer: tool executions, turns or tasks with their steps, a trace) as a
+    viewer sees it: the header values of every ``http_request`` call (credentials, often)
+    replaced by ``***``, their names kept."""
+    if isinstance(value, list):
+        return [redacted_for_viewer(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    out = {key: redacted_for_viewer(item) for key, item in value.items()}
+    if out.get("tool") == "http_request" and "arguments" in out:  # a tool execution
+        out["arguments"] = _hide_headers(out["arguments"])
+    if out.get("kind") == "tool" and out.get("name") == "http_request":  # a step
+        step_input = out.get("input")
+        if isinstance(step_input, dict) and "arguments" in step_input:
+            out["input"] = {**step_input, "arguments": _hide_headers(step_input["arguments"])}
+    return out

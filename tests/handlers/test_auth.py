@@ -511,3 +511,53 @@ def test_no_row_stores_any_secret(client, keyring, app):
     for row in rows:
         for secret in secrets:
             assert all(secret not in str(value) for value in row.values())
+
+
+# --- requests without a valid credential (issue 13, break 13) ---------------------------
+
+
+@pytest.fixture
+def guarded(settings):
+    return settings.replace(unauthenticated_rate_limit_per_minute=5)
+
+
+def test_unauthenticated_traffic_is_limited_per_address(guarded):
+    from starlette.testclient import TestClient
+
+    from hub.app import create_app
+
+    hub = create_app(guarded)
+    with TestClient(hub) as anonymous:
+        statuses = [anonymous.get("/api/v1/agents").status_code for _ in range(8)]
+        bad_key = anonymous.post(
+            "/api/v1/agents", json={}, headers={"Authorization": "Bearer aeth_nope"}
+        )
+        secret = keys.create("fine", "viewer")[1]
+        good = anonymous.get("/api/v1/agents", headers={"Authorization": f"Bearer {secret}"})
+    assert statuses == [401] * 5 + [429] * 3
+    assert bad_key.status_code == 429 and int(bad_key.headers["retry-after"]) >= 1
+    assert good.status_code == 200  # a valid key is not held back by the address's failures
+
+
+def test_bad_webhook_signatures_count_against_the_address(guarded):
+    from starlette.testclient import TestClient
+
+    from hub.app import create_app
+
+    hub = create_app(guarded)
+    with TestClient(hub) as client:
+        admin = {"Authorization": f"Bearer {keys.create('admin', 'admin')[1]}"}
+        body = {"kind": "generic", "slug": "flood", "webhook_secret": "s" * 32}
+        integration = client.post("/api/v1/integrations", json=body, headers=admin)
+        assert integration.status_code == 201, integration.text
+        path = integration.json()["webhook_path"]
+        before = audit_count(client, admin)
+        statuses = [client.post(path, json={"x": 1}).status_code for _ in range(7)]
+        assert audit_count(client, admin) == before  # none of them wrote a row
+    assert statuses == [401] * 5 + [429] * 2
+
+
+def audit_count(client, headers) -> int:
+    return len(
+        client.get("/api/v1/audit-log", params={"limit": 200}, headers=headers).json()["items"]
+    )

@@ -209,3 +209,33 @@ def test_list_pages_by_name(client):
 
 def _body() -> dict:
     return {"name": "x", "description": "d", "endpoint": "https://example.com/hook"}
+
+
+def test_viewers_see_no_header_values_of_http_request_calls(client, keyring):
+    """The model (or a caller) may hand ``http_request`` a credential in a header: a viewer
+    reads the execution with the values replaced (issue 13); an operator sees them."""
+    arguments = {
+        "url": "http://169.254.169.254/latest",
+        "headers": {"Authorization": "Bearer upstream-secret", "Accept": "text/plain"},
+    }
+    ran = client.post(f"{TOOLS}/http_request/execute", json={"arguments": arguments}).json()
+    viewer = {"Authorization": f"Bearer {keyring['viewer']}"}
+
+    listed = client.get("/api/v1/tool-executions", headers=viewer).json()["items"]
+    (seen,) = [x for x in listed if x["id"] == ran["id"]]
+    assert seen["arguments"]["headers"] == {"Authorization": "***", "Accept": "***"}
+    assert seen["arguments"]["url"] == arguments["url"]
+    assert "upstream-secret" not in client.get("/api/v1/tool-executions", headers=viewer).text
+    operator = {"Authorization": f"Bearer {keyring['operator']}"}
+    full = client.get("/api/v1/tool-executions", headers=operator).json()["items"]
+    assert next(x for x in full if x["id"] == ran["id"])["arguments"] == arguments
+
+
+def test_a_rejected_secret_is_not_echoed_in_the_problem(client):
+    response = client.post(
+        "/api/v1/integrations",
+        json={"kind": "generic", "slug": "echo-test", "webhook_secret": "tiny"},
+    )
+    assert_problem(response, 400)
+    assert "tiny" not in response.text
+    assert error_fields(response) == {"body.webhook_secret"}

@@ -283,19 +283,3 @@ def clock():
     db_base.set_clock(fake)
     yield fake
     db_base.set_clock(None)
-
-
-def pytest_collection_modifyitems(config, items):
-    """The contract run without credentials is refused before any query, so it runs on SQLite
-    only (tests/test_contract.py, "PostgreSQL")."""
-    dropped = [
-        item
-        for item in items
-        if item.name.startswith("test_without_credentials_only_public_operations_answer")
-        and getattr(item, "callspec", None) is not None
-        and item.callspec.params.get("module_settings") == "postgresql"
-    ]
-    if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        gone = set(dropped)
-        items[:] = [item for item in items if item not in gone]

@@ -15,15 +15,12 @@ Both generation modes (positive and negative) and the coverage phase run, and sc
 sends generated requests for every operation with no credentials at all: only the public
 ones may answer anything but 401 (``tests/test_auth_required.py`` also walks them by hand).
 
-**Two backends, one budget.** The code above the database is the same on both backends; what
-differs is storage. So each kind of case runs where it tells most, once: the coverage phase
-(deterministic: every boundary value, lengths, integer extremes, formats, missing and wrong
-headers; its positive and negative cases) runs on PostgreSQL, the stricter store; the random
-fuzzing phase runs on both, 30 examples per operation on SQLite and 10 on PostgreSQL. The run
-without credentials (refused before any query) runs on SQLite only, without the coverage
-phase (``tests/conftest.py`` deselects its PostgreSQL items). That keeps ``make test``
-within its time budget (docs/architecture.md). Hypothesis keeps no example database here
-(``database=None``): nothing to write per case.
+**Both backends, one generation.** Each generated case runs against the SQLite hub in this
+process and then, unchanged, against a real ``aether serve`` on PostgreSQL (this worker's
+throwaway server), with every check both times: schemathesis' generation (the costly part)
+happens once per case, and PostgreSQL also meets the real HTTP server. Both hubs know the same
+``AETHER_ADMIN_TOKEN``. The run without credentials (refused before any query) runs against
+the SQLite hub only. Hypothesis keeps no example database here (``database=None``).
 
 Check configuration (the only deviations from schemathesis' defaults, each with its reason):
 - ``missing_required_header`` also accepts 428: the contract answers a missing ``X-Confirm``
@@ -50,16 +47,25 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import shutil
+import subprocess
+import sys
+import uuid
 
+import httpx
 import pytest
 import schemathesis
 import schemathesis.pytest._test_builder as schemathesis_builder
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
+from db import base as db_base
 from hub.app import create_app
 from hub.core import spec
-from hub.services import keys
+from hub.settings import Settings
+from tests.conftest import BACKENDS, PG_TEMPLATE
+from tests.runtime.test_multiprocess import _free_port, _wait
 
 _build_operation_test = schemathesis_builder.build_operation_test
 _built: dict[tuple[str, str], object] = {}  # (test, operation): built once per process
@@ -69,29 +75,21 @@ def _build_when_run(**build):
     """Schemathesis builds each operation's test, its coverage-phase cases included, when it
     collects: every pytest-xdist worker paid ~27 s to build all 254 before running any. This
     builds the same test, from the configuration as it was at collection, the first time its
-    item runs, on the one worker that runs it (once per backend: their example counts differ).
+    item runs, on the one worker that runs it.
     (Patched: ``schemathesis.pytest._test_builder.build_operation_test``, schemathesis 4.32.)"""
     test, config = build["test_func"], build["config"]
     headers_when_collected = config.headers  # the test sets the key later: not a fixed value
 
     @functools.wraps(test, updated=())  # not its __dict__: hypothesis' @settings stay with it
     def run(*args, **kwargs):
-        key = (test.__qualname__, build["operation"].label, bound.backend)
+        key = (test.__qualname__, build["operation"].label)
         built = _built.get(key)
         if built is None:
             headers, config.headers = config.headers, headers_when_collected
-            coverage = config.phases.coverage.enabled
-            config.phases.coverage.enabled = coverage and bound.backend == COVERAGE_BACKEND
             try:
                 built = _built[key] = _build_operation_test(**build)
             finally:
                 config.headers = headers
-                config.phases.coverage.enabled = coverage
-            if bound.backend == "postgresql":  # see "PostgreSQL" in the module docstring
-                chosen = built._hypothesis_internal_use_settings
-                built._hypothesis_internal_use_settings = settings(
-                    chosen, max_examples=min(chosen.max_examples, POSTGRESQL_EXAMPLES)
-                )
         run.__dict__.update(built.__dict__)  # schemathesis' marks, read after the run
         return built(*args, **kwargs)
 
@@ -107,12 +105,11 @@ schemathesis_builder.build_operation_test = _build_when_run
 
 
 class BoundApp:
-    """The ASGI app schemathesis calls; the fixture binds it to the hub of each backend (the
-    database is process-global, so a hub cannot be created at import time)."""
+    """The ASGI app schemathesis calls; the fixture binds it to the SQLite hub (the database
+    is process-global, so a hub cannot be created at import time)."""
 
     def __init__(self) -> None:
         self.target = None
-        self.backend: str | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         if self.target is None:
@@ -121,8 +118,7 @@ class BoundApp:
 
 
 bound = BoundApp()
-POSTGRESQL_EXAMPLES = 10  # random examples per operation on PostgreSQL (30 on SQLite)
-COVERAGE_BACKEND = "postgresql"  # where the deterministic coverage phase runs (once)
+TOKEN = "contract-admin-token-0123456789abcdef"  # AETHER_ADMIN_TOKEN of both hubs
 NOWHERE = "http://127.0.0.1:9/v1"  # loopback, the discard port: refused at once
 schema = schemathesis.openapi.from_path(str(spec.SPEC_PATH))
 schema.app = bound
@@ -136,13 +132,77 @@ schema.config.checks.positive_data_acceptance.expected_statuses = [
 
 
 @pytest.fixture(scope="module")
-def contract_hub(module_settings):
-    """One hub per backend for the whole module, with an admin key."""
-    bound.target = create_app(module_settings)
-    bound.backend = module_settings.database_backend
-    _, secret = keys.create("contract", "admin")
-    yield {"Authorization": f"Bearer {secret}"}
-    bound.target = bound.backend = None
+def contract_hub(tmp_path_factory, sqlite_template):
+    """The SQLite hub, in this process (``bound``), for the whole module."""
+    path = tmp_path_factory.mktemp("contract") / "hub.db"
+    shutil.copyfile(sqlite_template, path)
+    settings = Settings(
+        data_dir=str(tmp_path_factory.mktemp("contract-data")),
+        database_url=f"sqlite:///{path}",
+        admin_token=TOKEN,
+        rate_limit_per_minute=0,
+        unauthenticated_rate_limit_per_minute=0,
+        response_validation=True,
+        heartbeat_seconds=3600,
+        log_level="critical",
+    )
+    bound.target = create_app(settings)
+    yield {"Authorization": f"Bearer {TOKEN}"}
+    bound.target = None
+    if db_base.database.obj is not None and not db_base.database.is_closed():
+        db_base.database.close()
+
+
+@pytest.fixture(scope="module")
+def postgresql_hub(request, tmp_path_factory):
+    """The PostgreSQL hub: a real ``aether serve`` on a database of this worker's throwaway
+    server, or None when the run leaves PostgreSQL out (``AETHER_TEST_BACKENDS``)."""
+    if "postgresql" not in BACKENDS:
+        yield None
+        return
+    server, admin = request.getfixturevalue("pg_server"), request.getfixturevalue("pg_admin")
+    name = "contract_" + uuid.uuid4().hex[:12]
+    admin.execute(f"CREATE DATABASE {name} TEMPLATE {PG_TEMPLATE}")
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AETHER_")},
+        "AETHER_DATABASE_URL": server.url_for(name),
+        "AETHER_ADMIN_TOKEN": TOKEN,
+        "AETHER_DATA_DIR": str(tmp_path_factory.mktemp("contract-pg")),
+        "AETHER_RATE_LIMIT_PER_MINUTE": "0",
+        "AETHER_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE": "0",
+        "AETHER_RESPONSE_VALIDATION": "true",
+        "AETHER_HEARTBEAT_SECONDS": "3600",
+        "AETHER_LOG_LEVEL": "critical",
+    }
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    _wait(lambda: httpx.get(f"{url}/health/ready").status_code == 200, url)
+    yield url
+    hub.terminate()
+    hub.wait(30)
+    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _on_postgresql(case, url: str | None) -> None:
+    """The same case against the PostgreSQL hub, every check again."""
+    if url is None:
+        return
+    operation, schema_of_case = case.operation, case.operation.schema
+    apps = operation.app, schema_of_case.app
+    operation.app = schema_of_case.app = None  # over HTTP (checks' own requests too)
+    try:
+        case.call_and_validate(base_url=url)
+    except Exception as failure:
+        failure.add_note(f"(on PostgreSQL: the aether serve at {url})")
+        raise
+    finally:
+        operation.app, schema_of_case.app = apps
 
 
 def _positive(case) -> bool:
@@ -152,7 +212,7 @@ def _positive(case) -> bool:
 
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-def test_every_operation_conforms(case, contract_hub):
+def test_every_operation_conforms(case, contract_hub, postgresql_hub):
     case.operation.schema.config.update(headers=contract_hub)
     if _positive(case) and case.query and "cursor" in case.query:
         del case.query["cursor"]
@@ -166,6 +226,7 @@ def test_every_operation_conforms(case, contract_hub):
     if case.operation.definition.raw["operationId"] == "stream_events":
         case.query = {**(case.query or {}), "follow": "false"}
     case.call_and_validate()
+    _on_postgresql(case, postgresql_hub)
 
 
 # The second run: the same generated requests without any credentials. Every operation that

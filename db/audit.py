@@ -1,9 +1,15 @@
-"""The audit log: one row per mutating request, hash-chained."""
+"""The audit log: one row per mutating request, hash-chained.
+
+Each entry's ``hash`` covers its fields and the previous entry's hash. ``chain`` says how:
+1 (entries written before the chain was keyed) SHA-256; 2 HMAC-SHA256 under a key derived
+from ``AETHER_SECRET_KEY`` (``hub.core.crypto.audit_key``). Since every keyed entry covers the
+hash before it, the unkeyed entries before the first keyed one are protected too."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import json
 
 import peewee
@@ -11,6 +17,7 @@ import peewee
 from db.base import BaseModel, iso
 
 GENESIS = "0" * 64
+UNKEYED, KEYED = 1, 2  # AuditEntry.chain
 
 
 class AuditEntry(BaseModel):
@@ -26,6 +33,7 @@ class AuditEntry(BaseModel):
     request_id = peewee.CharField(max_length=128)
     prev_hash = peewee.CharField(max_length=64)
     hash = peewee.CharField(max_length=64)
+    chain = peewee.SmallIntegerField(default=UNKEYED)
 
     class Meta:
         table_name = "audit_log"
@@ -43,16 +51,21 @@ class AuditEntry(BaseModel):
             "request_id": self.request_id,
         }
 
-    def compute_hash(self) -> str:
-        return chain_hash(self.prev_hash, self.chained_fields())
+    def compute_hash(self, key: bytes | None) -> str:
+        """The entry's hash: keyed (HMAC) for ``chain == KEYED``, with ``key``."""
+        return chain_hash(
+            self.prev_hash, self.chained_fields(), key if self.chain == KEYED else None
+        )
 
     def to_api(self) -> dict:
         return {"id": self.seq, **self.chained_fields(), "hash": self.hash}
 
 
-def chain_hash(prev_hash: str, fields: dict) -> str:
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256((prev_hash + canonical).encode()).hexdigest()
+def chain_hash(prev_hash: str, fields: dict, key: bytes | None = None) -> str:
+    canonical = (prev_hash + json.dumps(fields, sort_keys=True, separators=(",", ":"))).encode()
+    if key is None:
+        return hashlib.sha256(canonical).hexdigest()
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()
 
 
 def last_entry() -> AuditEntry | None:

@@ -510,6 +510,10 @@ class AuditEntryList(BaseModel):
 
 
 class AuditVerification(BaseModel):
+    """
+    The chain is HMAC-SHA256 keyed with a key derived from `AETHER_SECRET_KEY`: an entry edited, inserted or removed before the newest fails unless whoever did it holds the key. Removing the newest entries leaves a valid, shorter chain; record `head_id` and `head_hash` elsewhere (also in the `aether_audit_head` metric) to anchor it.
+    """
+
     model_config = ConfigDict(
         extra='forbid',
     )
@@ -518,6 +522,8 @@ class AuditVerification(BaseModel):
     first_broken_id: int | None = Field(...)
     after_id: int | None = Field(..., description='The last good entry.')
     reason: str | None = Field(...)
+    head_id: int | None = Field(..., description='The newest entry (a valid chain).')
+    head_hash: str | None = Field(..., description='Its chain hash.')
 
 
 class SessionStatus(StrEnum):

@@ -32,7 +32,7 @@ from hub.http.ratelimit import RateLimiter
 from hub.http.validation import validator_map
 from hub.runtime import instance
 from hub.runtime.instance import Runtime
-from hub.services import keys, memory, providers
+from hub.services import audit, keys, memory, providers
 from hub.settings import Settings
 
 log = logging.getLogger("aether.app")
@@ -150,6 +150,7 @@ def build_runtime(settings: Settings) -> Runtime:
     runtime = Runtime(settings)
     runtime.register()
     instance.install(runtime)
+    audit.rekey_legacy()  # entries from before the chain was keyed, once
     registry = providers.new_registry()
     providers.install_registry(registry)
     loaded = [providers.load(registry, settings)]

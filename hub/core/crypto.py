@@ -120,6 +120,27 @@ def secret_key(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+AUDIT_KDF_INFO = b"audit log chain key"  # a key of its own, never the credential key
+
+
+def audit_key() -> bytes:
+    """The HMAC key of the audit chain: HKDF-SHA256 of the secret key in force (made once
+    per key), so rewriting audit rows without ``AETHER_SECRET_KEY`` fails ``verify``."""
+    settings = current_settings()
+    which = (settings.secret_key, settings.data_dir)
+    with _boxes_lock:
+        found = _audit_keys.get(which)
+        if found is None:
+            secret = secret_key(settings)
+            if not secret.strip():
+                raise SecretKeyMissing("AETHER_SECRET_KEY is empty: the audit chain needs it.")
+            found = _audit_keys[which] = HKDF(
+                algorithm=hashes.SHA256(), length=32, salt=KDF_SALT, info=AUDIT_KDF_INFO
+            ).derive(secret.encode())
+    return found
+
+
+_audit_keys: dict[tuple[str, str], bytes] = {}
 _boxes: dict[tuple[str, str], SecretBox] = {}
 _boxes_lock = threading.Lock()
 

@@ -3,7 +3,7 @@ carries the process and platform collectors)."""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, Info
 from prometheus_client import generate_latest as _generate_latest
 
 HTTP_REQUESTS = Counter(
@@ -62,3 +62,14 @@ def observe_request(operation_id: str, method: str, status: int, seconds: float)
 
 def render() -> bytes:
     return _generate_latest(REGISTRY)
+
+
+AUDIT_HEAD = Info(
+    "aether_audit_head",
+    "The newest audit entry this process wrote or verified (id and chain hash): record it "
+    "elsewhere to anchor the audit chain against truncation.",
+)
+
+
+def publish_audit_head(entry_id: int, chain_hash: str) -> None:
+    AUDIT_HEAD.info({"id": str(entry_id), "hash": chain_hash})

@@ -83,6 +83,10 @@ class PolicyMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if status == 201:  # the audit names what was created, not the collection
+                    for name, value in message.get("headers", []):
+                        if name.lower() == b"location":
+                            info["created"] = value.decode("latin-1")
             await send(message)
 
         try:
@@ -189,7 +193,7 @@ class PolicyMiddleware:
             operator=operator,
             operation_id=info.get("operation"),
             method=scope["method"],
-            resource=scope["path"][:2000],
+            resource=(info.get("created") or scope["path"])[:2000],
             status=status,
             request_id=info["request_id"],
         )

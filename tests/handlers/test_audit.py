@@ -11,7 +11,9 @@ import re
 
 import pytest
 
-from db.audit import AuditEntry
+from db.audit import GENESIS, AuditEntry, chain_hash
+from hub.core import crypto
+from hub.services import audit as audit_service
 from tests.assertions import assert_problem
 from tests.conftest import auth
 from tests.factories import agent_body, make_agent
@@ -98,7 +100,7 @@ def test_a_create_is_recorded_with_everything_about_the_request(client, keyring,
         actor_name="test admin",
         operator="alice@example.com",
         operation_id="create_agent",
-        resource=AGENTS,
+        resource=f"{AGENTS}/logged",  # what was made, from its Location
         status=201,
         request_id="req-create-1",
     )
@@ -159,14 +161,14 @@ def test_every_kind_of_mutation_is_recorded_newest_first(client, keyring):
 
     assert recorded == [
         ("revoke_api_key", "DELETE", f"{KEYS}/{made['id']}", 204),
-        ("create_api_key", "POST", KEYS, 201),
+        ("create_api_key", "POST", f"{KEYS}/{made['id']}", 201),
         ("delete_agent", "DELETE", f"{AGENTS}/twin", 204),
         ("seed_agents", "POST", f"{AGENTS}/seed", 200),
-        ("clone_agent", "POST", f"{AGENTS}/life/clone", 201),
+        ("clone_agent", "POST", f"{AGENTS}/twin", 201),
         ("rollback_agent", "POST", f"{AGENTS}/life/rollback", 409),
         ("promote_agent_version", "POST", f"{AGENTS}/life/versions/1/promote", 200),
         ("update_agent", "PATCH", f"{AGENTS}/life", 200),
-        ("create_agent", "POST", AGENTS, 201),
+        ("create_agent", "POST", f"{AGENTS}/life", 201),
     ]
 
 
@@ -388,7 +390,10 @@ def test_filter_by_resource_prefix(client):
 
     found = entries(client, resource=f"{AGENTS}/alpha")
 
-    assert [e["resource"] for e in found] == [f"{AGENTS}/alpha/clone", f"{AGENTS}/alpha"]
+    assert [(e["operation_id"], e["resource"]) for e in found] == [
+        ("update_agent", f"{AGENTS}/alpha"),
+        ("create_agent", f"{AGENTS}/alpha"),
+    ]  # the clone is recorded as what it made, /agents/gamma
 
 
 def test_filter_by_since_includes_the_boundary(client, clock):
@@ -429,7 +434,10 @@ def test_filters_combine(client, keyring, clock):
     )
 
     assert len(found) == 1
-    assert (found[0]["resource"], found[0]["at"]) == (AGENTS, "2026-01-01T13:00:00.000Z")
+    assert (found[0]["resource"], found[0]["at"]) == (
+        f"{AGENTS}/new-op",
+        "2026-01-01T13:00:00.000Z",
+    )
 
 
 def test_a_filter_that_matches_nothing_answers_an_empty_page(client):
@@ -506,6 +514,8 @@ def test_verify_is_valid_on_an_empty_log(client):
         "first_broken_id": None,
         "after_id": None,
         "reason": None,
+        "head_id": None,
+        "head_hash": None,
     }
 
 
@@ -514,12 +524,15 @@ def test_verify_is_valid_after_activity(client, anon):
     client.post(AGENTS, json={"bad": True})
     anon.post(AGENTS, json=agent_body())  # without a credential: counted, not audited
 
+    newest = entries(client)[0]
     assert verify(client) == {
         "valid": True,
         "checked": 4,
         "first_broken_id": None,
         "after_id": None,
         "reason": None,
+        "head_id": newest["id"],
+        "head_hash": newest["hash"],
     }
 
 
@@ -544,6 +557,8 @@ def test_verify_detects_an_edited_entry(client):
         "checked": 2,
         "first_broken_id": edited,
         "after_id": oldest_first[1],
+        "head_id": None,
+        "head_hash": None,
     }
     assert isinstance(result["reason"], str) and result["reason"]
 
@@ -569,7 +584,7 @@ def test_verify_detects_an_edit_that_also_rewrote_the_entry_hash(client):
     oldest_first = [entry["id"] for entry in reversed(entries(client))]
     forged = AuditEntry.get(AuditEntry.seq == oldest_first[1])
     forged.status = 500
-    new_hash = forged.compute_hash()
+    new_hash = forged.compute_hash(crypto.audit_key())  # even with the key: the next link breaks
 
     AuditEntry.update(status=500, hash=new_hash).where(AuditEntry.seq == forged.seq).execute()
 
@@ -594,6 +609,8 @@ def test_verify_detects_a_removed_middle_entry(client):
         "checked": 2,
         "first_broken_id": oldest_first[3],
         "after_id": oldest_first[1],
+        "head_id": None,
+        "head_hash": None,
     }
     assert isinstance(result["reason"], str) and result["reason"]
 
@@ -608,3 +625,50 @@ def test_edit_and_removal_are_told_apart(client):
     removed_reason = verify(client)["reason"]
 
     assert edited_reason != removed_reason
+
+
+# --- the keyed chain (issue 13, break 12) -------------------------------------------------
+
+
+def _rehash_from(seq: int, key: bytes | None) -> None:
+    """Recompute every hash from entry ``seq`` on, as a forger would."""
+    rows = list(AuditEntry.select().order_by(AuditEntry.seq))
+    prev = GENESIS
+    for row in rows:
+        if row.seq >= seq:
+            row.prev_hash = prev
+            row.hash = chain_hash(prev, row.chained_fields(), key)
+            AuditEntry.update(prev_hash=row.prev_hash, hash=row.hash).where(
+                AuditEntry.seq == row.seq
+            ).execute()
+        prev = row.hash
+
+
+def test_rewriting_rows_without_the_key_fails_verify(client):
+    make_activity(client, 4)
+    oldest_first = [entry["id"] for entry in reversed(entries(client))]
+    AuditEntry.update(operator="mallory").where(AuditEntry.seq == oldest_first[1]).execute()
+
+    _rehash_from(oldest_first[1], key=None)  # every later hash made again, without the key
+
+    result = verify(client)
+    assert (result["valid"], result["first_broken_id"]) == (False, oldest_first[1])
+
+
+def test_downgrading_rows_to_unkeyed_fails_verify(client):
+    make_activity(client, 3)
+    AuditEntry.update(chain=1).execute()
+    _rehash_from(0, key=None)
+
+    assert verify(client)["valid"] is False
+
+
+def test_entries_from_before_the_key_are_rekeyed_once(client):
+    make_activity(client, 3)
+    AuditEntry.update(chain=1).execute()
+    _rehash_from(0, key=None)  # as the unkeyed chain of an older version wrote them
+
+    written = len(entries(client))
+    assert audit_service.rekey_legacy() == written
+    assert audit_service.rekey_legacy() == 0
+    assert verify(client)["valid"] is True

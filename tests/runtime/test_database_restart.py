@@ -64,7 +64,15 @@ class Load:
 def test_a_postgresql_restart_under_load_is_survived_without_a_hub_restart(pg, tmp_path):
     hubs = Processes()
     try:
-        url = hubs.serve(_env(pg.url, tmp_path / "data", AETHER_WORKER_POLL_SECONDS="0.1"))
+        # A task whose result could not be written while the server was down runs again when
+        # its lease lapses (exactly once: the first attempt recorded nothing): a short lease.
+        env = _env(
+            pg.url,
+            tmp_path / "data",
+            AETHER_WORKER_POLL_SECONDS="0.1",
+            AETHER_WORKER_LEASE_SECONDS="3",
+        )
+        url = hubs.serve(env)
         client = httpx.Client(base_url=url, headers=HEADERS, timeout=30)
         agent = {"id": "echo", "name": "Echo", "model": "builtin/echo"}
         assert client.post("/api/v1/agents", json=agent).status_code == 201
@@ -92,6 +100,7 @@ def test_a_postgresql_restart_under_load_is_survived_without_a_hub_restart(pg, t
             wait_for(
                 lambda task_id=task_id: client.get(f"/api/v1/tasks/{task_id}").json(),
                 lambda task: task.get("status") == "completed",
+                seconds=60,
             )
     finally:
         hubs.stop_all()

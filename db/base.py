@@ -169,8 +169,11 @@ class DatabaseUnavailable(peewee.OperationalError):
     the request wrote is known to have committed, and trying again shortly may work (the HTTP
     layer answers 503 with ``Retry-After``)."""
 
+    log_as_line = True  # an outage, not a bug: hub.core.logs writes it without a traceback
 
-_READ = ("select", "with", "show")  # statements safe to run again on a fresh connection
+
+_READ = ("select", "with", "show")
+CONNECT_TIMEOUT_SECONDS = 5  # statements safe to run again on a fresh connection
 
 
 class ReconnectingPostgresqlDatabase(peewee.PostgresqlDatabase):
@@ -270,7 +273,10 @@ def open_database(url: str) -> peewee.Database:
     else:
         if not url_parse(url).get("database"):
             url_connect(url)  # raises the library's own clear error for a URL without a name
-        db = ReconnectingPostgresqlDatabase(**url_parse(url))
+        params = url_parse(url)
+        # a server that accepts the connection but never answers must not hold every thread
+        params.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
+        db = ReconnectingPostgresqlDatabase(**params)
     database.initialize(db)
     return db
 

@@ -23,7 +23,13 @@ class JSONFormatter(logging.Formatter):
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            error = record.exc_info[1]
+            if getattr(error, "log_as_line", False):
+                # an expected outage (the database out of reach): one line, not a traceback
+                # per retry of every loop
+                entry["error"] = str(error).strip().splitlines()[0][:300]
+            else:
+                entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 

@@ -67,3 +67,19 @@ def test_a_request_on_a_lost_connection_answers_503_or_works(client, pg_admin, m
     problem = assert_problem(response, 503, "database_unavailable")
     assert response.headers["retry-after"] == "1"
     assert "PostgreSQL" not in problem["detail"]  # no internals in the answer
+
+
+def test_an_outage_logs_one_line_not_a_traceback():
+    import json
+    import logging
+    import sys
+
+    from hub.core.logs import JSONFormatter
+
+    try:
+        raise DatabaseUnavailable("cannot connect to PostgreSQL: refused\n\tmore detail")
+    except DatabaseUnavailable:
+        record = logging.LogRecord("aether.worker", 30, "", 0, "claim failed", (), sys.exc_info())
+    line = json.loads(JSONFormatter().format(record))
+    assert line["error"] == "cannot connect to PostgreSQL: refused"
+    assert "exc" not in line

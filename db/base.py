@@ -172,8 +172,8 @@ class DatabaseUnavailable(peewee.OperationalError):
     log_as_line = True  # an outage, not a bug: hub.core.logs writes it without a traceback
 
 
-_READ = ("select", "with", "show")
-CONNECT_TIMEOUT_SECONDS = 5  # statements safe to run again on a fresh connection
+_READ = ("select", "show")  # run again on a fresh connection (a WITH may write: not one)
+CONNECT_TIMEOUT_SECONDS = 5  # a server that accepts but never answers holds no thread longer
 
 
 class ReconnectingPostgresqlDatabase(peewee.PostgresqlDatabase):
@@ -271,9 +271,9 @@ def open_database(url: str) -> peewee.Database:
             owner_only(Path(path))
         db = peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     else:
-        if not url_parse(url).get("database"):
-            url_connect(url)  # raises the library's own clear error for a URL without a name
         params = url_parse(url)
+        if not params.get("database"):
+            url_connect(url)  # raises the library's own clear error for a URL without a name
         # a server that accepts the connection but never answers must not hold every thread
         params.setdefault("connect_timeout", CONNECT_TIMEOUT_SECONDS)
         db = ReconnectingPostgresqlDatabase(**params)

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from db import base as db_base
 from db import providers as db_providers
-from hub.core import logs, spec
+from hub.core import logs, programs, spec
 from hub.http import connexion_fixes, errors
 from hub.http import websocket as ws
 from hub.http.edge import EdgeMiddleware
@@ -147,6 +147,7 @@ def build_runtime(settings: Settings) -> Runtime:
     """Open the database, register this process as an instance, load the providers."""
     logs.configure(settings.log_level)
     prepare_database(settings)
+    programs.refuse_when(db_base.in_write_transaction, "inside a write transaction")
     runtime = Runtime(settings)
     runtime.register()
     instance.install(runtime)

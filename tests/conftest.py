@@ -198,15 +198,21 @@ def settings(database_url, tmp_path, request) -> Settings:
         shutil.copyfile(
             request.getfixturevalue("sqlite_template"), database_url.removeprefix("sqlite:///")
         )
+    return hub_settings(database_url, tmp_path / "data", log_level="warning")
+
+
+def hub_settings(database_url: str, data_dir, **overrides) -> Settings:
+    """What every test hub runs with: no rate limits, responses validated against the
+    contract, no heartbeat during a test, quiet logs."""
     return Settings(
-        data_dir=str(tmp_path / "data"),
+        data_dir=str(data_dir),
         database_url=database_url,
         rate_limit_per_minute=0,
         unauthenticated_rate_limit_per_minute=0,
         response_validation=True,
         heartbeat_seconds=3600,
-        log_level="warning",
-    )
+        log_level="critical",
+    ).replace(**overrides)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -222,15 +228,7 @@ def module_settings(request, tmp_path_factory) -> Settings:
         admin = request.getfixturevalue("pg_admin")
         admin.execute(f"CREATE DATABASE {name} TEMPLATE {PG_TEMPLATE}{_copy_strategy(admin)}")
         url = request.getfixturevalue("pg_server").url_for(name)
-    yield Settings(
-        data_dir=str(tmp_path_factory.mktemp("module-data")),
-        database_url=url,
-        rate_limit_per_minute=0,
-        unauthenticated_rate_limit_per_minute=0,
-        response_validation=True,
-        heartbeat_seconds=3600,
-        log_level="critical",
-    )
+    yield hub_settings(url, tmp_path_factory.mktemp("module-data"))
     _close_database()
     if request.param == "postgresql":
         _retire_database(request.getfixturevalue("pg_admin"), name)

@@ -47,13 +47,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import shutil
-import subprocess
-import sys
 import uuid
 
-import httpx
 import pytest
 import schemathesis
 import schemathesis.pytest._test_builder as schemathesis_builder
@@ -63,9 +59,8 @@ from schemathesis import GenerationMode
 from db import base as db_base
 from hub.app import create_app
 from hub.core import spec
-from hub.settings import Settings
-from tests.conftest import BACKENDS, PG_TEMPLATE
-from tests.runtime.test_multiprocess import _free_port, _wait
+from tests.conftest import BACKENDS, PG_TEMPLATE, hub_settings
+from tests.servers import TOKEN, Processes, hub_env
 
 _build_operation_test = schemathesis_builder.build_operation_test
 _built: dict[tuple[str, str], object] = {}  # (test, operation): built once per process
@@ -118,7 +113,6 @@ class BoundApp:
 
 
 bound = BoundApp()
-TOKEN = "contract-admin-token-0123456789abcdef"  # AETHER_ADMIN_TOKEN of both hubs
 NOWHERE = "http://127.0.0.1:9/v1"  # loopback, the discard port: refused at once
 schema = schemathesis.openapi.from_path(str(spec.SPEC_PATH))
 schema.app = bound
@@ -136,16 +130,8 @@ def contract_hub(tmp_path_factory, sqlite_template):
     """The SQLite hub, in this process (``bound``), for the whole module."""
     path = tmp_path_factory.mktemp("contract") / "hub.db"
     shutil.copyfile(sqlite_template, path)
-    settings = Settings(
-        data_dir=str(tmp_path_factory.mktemp("contract-data")),
-        database_url=f"sqlite:///{path}",
-        admin_token=TOKEN,
-        rate_limit_per_minute=0,
-        unauthenticated_rate_limit_per_minute=0,
-        response_validation=True,
-        heartbeat_seconds=3600,
-        log_level="critical",
-    )
+    data = tmp_path_factory.mktemp("contract-data")
+    settings = hub_settings(f"sqlite:///{path}", data, admin_token=TOKEN)
     bound.target = create_app(settings)
     yield {"Authorization": f"Bearer {TOKEN}"}
     bound.target = None
@@ -163,29 +149,16 @@ def postgresql_hub(request, tmp_path_factory):
     server, admin = request.getfixturevalue("pg_server"), request.getfixturevalue("pg_admin")
     name = "contract_" + uuid.uuid4().hex[:12]
     admin.execute(f"CREATE DATABASE {name} TEMPLATE {PG_TEMPLATE}")
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AETHER_")},
-        "AETHER_DATABASE_URL": server.url_for(name),
-        "AETHER_ADMIN_TOKEN": TOKEN,
-        "AETHER_DATA_DIR": str(tmp_path_factory.mktemp("contract-pg")),
-        "AETHER_RATE_LIMIT_PER_MINUTE": "0",
-        "AETHER_UNAUTHENTICATED_RATE_LIMIT_PER_MINUTE": "0",
-        "AETHER_RESPONSE_VALIDATION": "true",
-        "AETHER_HEARTBEAT_SECONDS": "3600",
-        "AETHER_LOG_LEVEL": "critical",
-    }
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    hubs = Processes()
+    env = hub_env(
+        server.url_for(name),
+        tmp_path_factory.mktemp("contract-pg"),
+        AETHER_RESPONSE_VALIDATION="true",
+        AETHER_HEARTBEAT_SECONDS="3600",
+        AETHER_LOG_LEVEL="critical",
     )
-    url = f"http://127.0.0.1:{port}"
-    _wait(lambda: httpx.get(f"{url}/health/ready").status_code == 200, url)
-    yield url
-    hub.terminate()
-    hub.wait(30)
+    yield hubs.serve(env)
+    hubs.stop_all()
     admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 

@@ -23,7 +23,7 @@ and hold nothing between requests but compiled programs. A worker never sees the
 settings or secrets: only the program and the value it runs over.
 
 Callers (``hub.core.jqfilter``, ``hub.services.actions``) never call this inside a write
-transaction: the result is computed first, then written.
+transaction: the result is computed first, then written (``refuse_when`` makes it an error).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import concurrent.futures
 import contextlib
 import ctypes
 import functools
-import json
 import logging
 import os
 import resource
@@ -41,6 +40,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 import jinja2
@@ -140,17 +140,6 @@ def _jq_matches(program: str, value) -> bool:
     return False
 
 
-def _jq_first(program: str, value, limit: int):
-    try:
-        for output in _jq(program).input_value(value):
-            if len(json.dumps(output, allow_nan=False)) > limit:
-                raise _Failed("too_large", f"the filter's output is longer than {limit} bytes")
-            return [output]
-    except ValueError as exc:  # jq's own errors, and NaN/Infinity (not JSON)
-        raise _Failed("runtime", str(exc)) from None
-    return []
-
-
 def _template_check(source: str) -> None:
     _template(source)
 
@@ -171,7 +160,6 @@ def _render(source: str, context: dict, limit: int) -> str:
 _HANDLERS = {
     "jq_check": _jq_check,
     "jq_matches": _jq_matches,
-    "jq_first": _jq_first,
     "template_check": _template_check,
     "render": _render,
 }
@@ -320,6 +308,9 @@ class Pool:
         self._spawner = concurrent.futures.ThreadPoolExecutor(1, "aether-program-spawner")
 
     def run(self, kind: str, *args, timeout: float, workers: int, memory_bytes: int):
+        for refused, why in _refusals:
+            if refused():
+                raise RuntimeError(f"a user program must not run here: {why}")
         worker = self._checkout(workers, memory_bytes)
         started = time.monotonic()
         answer = worker.call((kind, args), timeout)
@@ -394,6 +385,14 @@ class Pool:
 
 
 _pool = Pool()
+_refusals: list[tuple[Callable[[], bool], str]] = []
+
+
+def refuse_when(refused: Callable[[], bool], why: str) -> None:
+    """Refuse to run any program while ``refused()`` holds (the app installs ``db.base``'s
+    "inside a write transaction": a program there would hold the writer as long as it runs)."""
+    if all(existing is not refused for existing, _ in _refusals):
+        _refusals.append((refused, why))
 
 
 def _limits() -> dict:
@@ -424,12 +423,6 @@ def jq_matches(program: str, value) -> bool:
     """Whether ``program``'s first output over ``value`` is truthy the jq way (anything but
     ``false`` and ``null``; no output at all does not match)."""
     return _pool.run("jq_matches", program, value, **_limits())
-
-
-def jq_first(program: str, value, limit: int = 1024 * 1024) -> list:
-    """``[first output]`` of ``program`` over ``value`` (``[]`` when it has none); an output
-    whose JSON is longer than ``limit`` fails with ``too_large``."""
-    return _pool.run("jq_first", program, value, limit, **_limits())
 
 
 def check_template(source: str) -> None:

@@ -37,7 +37,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from db import base as db_base
 from db.base import new_id
 from hub.core import access, generations, metrics, spec
-from hub.core.problems import Problem, ValidationFailed
+from hub.core.problems import (
+    Forbidden,
+    PayloadTooLarge,
+    Problem,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+)
 from hub.engine import turns as chat
 from hub.events.bus import Overflow, Revoked
 from hub.http import validation
@@ -100,12 +107,19 @@ async def endpoint(websocket: WebSocket) -> None:
             raw = await websocket.receive_text()
             settings = runtime.settings
             if len(raw) > settings.body_limit:
-                await websocket.send_json(_too_large(settings.body_limit))
+                limit = settings.body_limit
+                too_large = PayloadTooLarge(f"The frame is over the limit of {limit} bytes.")
+                await websocket.send_json(_problem_frame(too_large))
                 continue
             wait = limiter.check(principal.key_id, settings.rate_limit_per_minute) if limiter else 0
             if wait:
                 metrics.RATE_LIMITED.inc()
-                await websocket.send_json(_rate_limited(settings.rate_limit_per_minute, wait))
+                per_minute = settings.rate_limit_per_minute
+                limited = RateLimited(
+                    f"Rate limit of {per_minute} requests per minute reached.",
+                    retry_after=max(1, int(wait + 0.999)),
+                )
+                await websocket.send_json(_problem_frame(limited))
                 continue
             try:
                 frame = validation.parse_json(raw)
@@ -161,17 +175,13 @@ async def endpoint(websocket: WebSocket) -> None:
         metrics.WS_CLIENTS.dec()
 
 
-REVOKED_PROBLEM = {
-    "status": 401,
-    "code": "api_key_revoked",
-    "detail": "The API key of this connection was revoked; it closes.",
-}
-
-
 async def _close_revoked(websocket: WebSocket) -> None:
     """The key was revoked: say so, then close (policy violation)."""
     with contextlib.suppress(Exception):  # the client may be gone already
-        await websocket.send_json({"type": "error", "problem": REVOKED_PROBLEM})
+        revoked = Unauthorized(
+            "The API key of this connection was revoked; it closes.", code="api_key_revoked"
+        )
+        await websocket.send_json(_problem_frame(revoked))
         await websocket.close(code=POLICY_VIOLATION, reason="the API key was revoked")
 
 
@@ -190,26 +200,6 @@ async def _forward(websocket: WebSocket, bus, types: tuple[str, ...], last_event
             await websocket.send_json({"type": "event", "event": item})
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client left
-
-
-def _too_large(limit: int) -> dict:
-    detail = f"The frame is over the limit of {limit} bytes."
-    return {
-        "type": "error",
-        "problem": {"status": 413, "code": "payload_too_large", "detail": detail},
-    }
-
-
-def _rate_limited(per_minute: int, wait: float) -> dict:
-    return {
-        "type": "error",
-        "problem": {
-            "status": 429,
-            "code": "rate_limited",
-            "detail": f"Rate limit of {per_minute} requests per minute reached.",
-            "retry_after": max(1, int(wait + 0.999)),
-        },
-    }
 
 
 async def _chat(websocket: WebSocket, principal: auth.Principal, frame: dict) -> None:
@@ -256,16 +246,8 @@ async def _chat_turn(websocket: WebSocket, principal: auth.Principal, frame: dic
         )
         return 400
     if not principal.allows("operator"):
-        await websocket.send_json(
-            {
-                "type": "error",
-                "problem": {
-                    "status": 403,
-                    "code": "role_too_low",
-                    "detail": "Chatting needs the operator role.",
-                },
-            }
-        )
+        refused = Forbidden("Chatting needs the operator role.", code="role_too_low")
+        await websocket.send_json(_problem_frame(refused))
         return 403
 
     async def sink(event: dict) -> None:

@@ -31,7 +31,7 @@ import logging
 from db import automation
 from db import tasks as db_tasks
 from db.automation import Trigger
-from db.base import after_commit, in_write_transaction, iso, new_id, utcnow, write_transaction
+from db.base import after_commit, iso, new_id, utcnow, write_transaction
 from db.events import Event
 from hub.core import jqfilter, signals
 from hub.core.problems import require
@@ -162,17 +162,11 @@ class _Batch:
         return self.reactions[trace_id]
 
 
-def _outside_transaction(what: str) -> None:
-    if in_write_transaction():
-        raise RuntimeError(f"{what} runs user programs: never inside a write transaction")
-
-
 def plan(batch: list) -> list[tuple]:
     """What the enabled triggers do about each event (``db.events.Event`` rows, oldest first):
     ``("fire", trigger, event, task body)``, ``("fail", trigger, event, message)`` or
     ``("skip", trigger, event, None)``, in order. The filters and templates run here, in the
     user-program workers: call it outside any write transaction, then :func:`apply`."""
-    _outside_transaction("planning triggers")
     enabled = automation.enabled_triggers()
     if not enabled or not batch:
         return []

@@ -27,8 +27,6 @@ def test_a_filter_matches_the_jq_way():
     assert programs.jq_matches(".missing", {}) is False  # null
     assert programs.jq_matches("empty", {}) is False  # no output at all
     assert programs.jq_matches(".n", {"n": 0}) is True  # 0 is truthy in jq
-    assert programs.jq_first(".a", {"a": [1, 2]}) == [[1, 2]]
-    assert programs.jq_first("empty", {}) == []
 
 
 def test_a_template_renders_in_the_sandbox():
@@ -78,13 +76,10 @@ def test_output_and_memory_are_bounded():
     with pytest.raises(programs.ProgramError) as failed:
         programs.render("{% for i in range(1000) %}0123456789{% endfor %}", {}, 5000)
     assert failed.value.reason == "too_large"
-    with pytest.raises(programs.ProgramError) as failed:
-        programs.jq_first("[range(100000)]", {}, limit=1000)
-    assert failed.value.reason == "too_large"
     install(Settings(program_timeout_ms=5000, program_memory_mb=64))
     programs.close()  # new workers start under the smaller memory limit
     with pytest.raises(programs.ProgramError) as failed:
-        programs.jq_first("[range(1e8)] | length", {})
+        programs.jq_matches("[range(1e8)] | length > 0", {})
     assert failed.value.reason in ("memory", "runtime"), failed.value
     install(Settings())
     programs.close()
@@ -105,3 +100,18 @@ def test_the_pool_serves_threads_at_once_within_its_size():
         thread.join()
     assert results == [True] * 8
     assert len(programs._pool.worker_pids()) <= 2
+
+
+def test_a_program_is_refused_where_the_app_forbids_it():
+    """The app refuses programs inside a write transaction (``hub.app.build_runtime``)."""
+    blocked = [True]
+
+    def refused() -> bool:
+        return blocked[0]
+
+    programs.refuse_when(refused, "in this test")
+    try:
+        with pytest.raises(RuntimeError, match="in this test"):
+            programs.jq_matches(".", True)
+    finally:
+        programs._refusals.remove((refused, "in this test"))

@@ -9,13 +9,7 @@ connections. Runs on SQLite and PostgreSQL (see conftest)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import stat
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
@@ -31,8 +25,8 @@ from hub.core.crypto import SecretBox, secret_key
 from tests.assertions import PROBLEM_KEYS, assert_problem
 from tests.conftest import auth
 from tests.factories import make_agent, wait_for
+from tests.servers import TOKEN, Processes, hub_env, serve
 from tests.servers import refusing_port as closed_port
-from tests.servers import serve
 
 PROVIDERS = "/api/v1/providers"
 SESSIONS = "/api/v1/sessions"
@@ -603,57 +597,18 @@ def test_replacing_a_provider_keeps_its_breaker(client, refusing_port):
 
 # --- one hub as another hub's upstream -------------------------------------------------------
 
-HUB_TOKEN = "upstream-hub-admin-token-0123456789abcdef"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_ready(base: str, process: subprocess.Popen, attempts: int = 300) -> None:
-    """Poll (bounded) until the hub answers ready."""
-    for _ in range(attempts):
-        assert process.poll() is None, f"the upstream hub exited with {process.returncode}"
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for the upstream hub at {base}")
+HUB_TOKEN = TOKEN
 
 
 @pytest.fixture
 def upstream_hub(tmp_path):
     """A second hub in a subprocess (SQLite in its own data folder); yields its URL."""
-    port = _free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AETHER_")},
-        "AETHER_ADMIN_TOKEN": HUB_TOKEN,
-        "AETHER_DATA_DIR": str(tmp_path / "upstream-hub"),
-        "AETHER_LOG_LEVEL": "warning",
-        "AETHER_RATE_LIMIT_PER_MINUTE": "0",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
+    data = tmp_path / "upstream-hub"
+    hubs = Processes()
     try:
-        _wait_ready(base, process)
-        yield base
+        yield hubs.serve(hub_env(f"sqlite:///{data / 'aether.db'}", data))
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        hubs.stop_all()
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.factories import wait_for
-from tests.runtime.test_task_processes import HEADERS, Processes, _env
+from tests.servers import HEADERS, Processes, hub_env
 from tools.pgserver import PgServer
 
 pytestmark = pytest.mark.slow  # its own PostgreSQL server and a hub process
@@ -66,7 +66,7 @@ def test_a_postgresql_restart_under_load_is_survived_without_a_hub_restart(pg, t
     try:
         # A task whose result could not be written while the server was down runs again when
         # its lease lapses (exactly once: the first attempt recorded nothing): a short lease.
-        env = _env(
+        env = hub_env(
             pg.url,
             tmp_path / "data",
             AETHER_WORKER_POLL_SECONDS="0.1",

@@ -17,7 +17,7 @@ from db import system
 from db.base import new_id, utcnow, write_transaction
 from db.sessions import Message, Turn
 from tests.factories import wait_for
-from tests.runtime.test_task_processes import HEADERS, Processes, _env
+from tests.servers import HEADERS, Processes, hub_env
 
 
 def new_session(client) -> str:
@@ -98,7 +98,7 @@ def test_a_hub_killed_mid_reply_leaves_no_turn_running(tmp_path):
     hubs = Processes()
     database = f"sqlite:///{tmp_path / 'hub.db'}"
     try:
-        url = hubs.serve(_env(database, tmp_path / "data"))
+        url = hubs.serve(hub_env(database, tmp_path / "data"))
         client = httpx.Client(base_url=url, headers=HEADERS, timeout=60)
         session = new_session(client)
         body = {"content": "/sleep 60000\n/reply too late"}
@@ -113,7 +113,7 @@ def test_a_hub_killed_mid_reply_leaves_no_turn_running(tmp_path):
         os.kill(hubs.running[0].pid, signal.SIGKILL)
         hubs.running[0].wait()
 
-        url = hubs.serve(_env(database, tmp_path / "data"))
+        url = hubs.serve(hub_env(database, tmp_path / "data"))
         client = httpx.Client(base_url=url, headers=HEADERS, timeout=60)
         (turn,) = client.get(f"/api/v1/sessions/{session}/turns").json()["items"]
         assert turn["status"] == "failed" and turn["error"]["code"] == "interrupted"

@@ -4,36 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
+
+from tests.servers import free_port, wait_until
 
 pytestmark = pytest.mark.slow  # hub processes: make test runs these, make test-fast does not
 
 TOKEN = "multi-process-admin-token-0123456789"
 HEADERS = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(predicate, what: str, attempts: int = 200) -> None:
-    """Poll (bounded) until ``predicate()`` is true."""
-    for _ in range(attempts):
-        try:
-            if predicate():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 @pytest.fixture
@@ -49,7 +31,7 @@ def two_hubs(pg_server, pg_admin, tmp_path):
     }
     hubs = []
     for name in ("alpha", "beta"):
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)],
             env={**env, "AETHER_INSTANCE_NAME": name},
@@ -59,7 +41,7 @@ def two_hubs(pg_server, pg_admin, tmp_path):
         hubs.append((process, f"http://127.0.0.1:{port}"))
     try:
         for _, url in hubs:
-            _wait(lambda url=url: httpx.get(f"{url}/health/ready").status_code == 200, url)
+            wait_until(lambda url=url: httpx.get(f"{url}/health/ready").status_code == 200, url)
         yield [url for _, url in hubs], [process for process, _ in hubs]
     finally:
         for process, _ in hubs:
@@ -101,7 +83,7 @@ def test_two_processes_share_instances_settings_and_data(two_hubs):
         config = httpx.get(f"{beta}/api/v1/config", headers=HEADERS).json()
         return config["settings"]["rate_limit_per_minute"]
 
-    _wait(lambda: beta_limit() == 1234, "beta to pick up the setting at its heartbeat")
+    wait_until(lambda: beta_limit() == 1234, "beta to pick up the setting at its heartbeat")
 
     processes[1].send_signal(signal.SIGTERM)
     processes[1].wait(timeout=15)
@@ -165,6 +147,6 @@ def test_events_fan_out_to_every_process_and_are_processed_exactly_once(two_hubs
         return httpx.get(url, headers=HEADERS, params=params).json()["items"]
 
     # Events are processed in id order: once the last one's task exists, all were processed.
-    _wait(lambda: any(t["description"] == "fanout.done 20" for t in tasks()), "the last task")
+    wait_until(lambda: any(t["description"] == "fanout.done 20" for t in tasks()), "the last task")
     descriptions = sorted(t["description"] for t in tasks())
     assert descriptions == sorted([f"fanout.ping {n}" for n in range(20)] + ["fanout.done 20"])

@@ -3,72 +3,19 @@ exactly once; a worker killed with SIGKILL loses no task; an approval survives a
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 
 import httpx
 import pytest
 
-from tests.runtime.test_multiprocess import _free_port, _wait
+from tests.servers import HEADERS, Processes, hub_env, wait_until
 
 pytestmark = pytest.mark.slow  # hub processes: make test runs these, make test-fast does not
 
-TOKEN = "task-process-admin-token-0123456789"
-HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 # Tasks shared by two hubs of 4 workers each: enough that both hubs claim concurrently all the
 # way through (each task's side effect is counted); 500 cost a minute of both cores.
 TASKS = 200
-
-
-def _env(database_url: str, data_dir, **extra) -> dict:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AETHER_")},
-        "AETHER_DATABASE_URL": database_url,
-        "AETHER_ADMIN_TOKEN": TOKEN,
-        "AETHER_HEARTBEAT_SECONDS": "0.5",
-        "AETHER_LOG_LEVEL": "warning",
-        "AETHER_DATA_DIR": str(data_dir),
-        "AETHER_RATE_LIMIT_PER_MINUTE": "0",
-        **extra,
-    }
-
-
-class Processes:
-    def __init__(self) -> None:
-        self.running: list[subprocess.Popen] = []
-
-    def serve(self, env: dict) -> str:
-        port = _free_port()
-        self._start([sys.executable, "-m", "hub.cli", "serve", "--port", str(port)], env)
-        url = f"http://127.0.0.1:{port}"
-        _wait(lambda: httpx.get(f"{url}/health/ready").status_code == 200, url)
-        return url
-
-    def worker(self, env: dict) -> subprocess.Popen:
-        return self._start([sys.executable, "-m", "hub.cli", "worker"], env)
-
-    def _start(self, argv: list[str], env: dict) -> subprocess.Popen:
-        process = subprocess.Popen(
-            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        self.running.append(process)
-        return process
-
-    def stop(self, process: subprocess.Popen) -> None:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def stop_all(self) -> None:
-        for process in self.running:
-            self.stop(process)
 
 
 @pytest.fixture
@@ -106,7 +53,7 @@ def _tasks(url: str, **params) -> list[dict]:
 def test_two_hubs_on_one_postgresql_run_each_of_many_tasks_exactly_once(
     processes, shared_db, tmp_path
 ):
-    env = _env(shared_db, tmp_path, AETHER_WORKERS="4", AETHER_WORKER_POLL_SECONDS="0.05")
+    env = hub_env(shared_db, tmp_path, AETHER_WORKERS="4", AETHER_WORKER_POLL_SECONDS="0.05")
     alpha = processes.serve({**env, "AETHER_INSTANCE_NAME": "alpha"})
     beta = processes.serve({**env, "AETHER_INSTANCE_NAME": "beta"})
     # Each task calls the `notify` tool once: a second execution of any task would leave a
@@ -122,7 +69,7 @@ def test_two_hubs_on_one_postgresql_run_each_of_many_tasks_exactly_once(
             {"agent_id": "counter", "description": script},
         )
 
-    _wait(
+    wait_until(
         lambda: len(_tasks(alpha, status="completed")) == TASKS,
         f"{TASKS} completed tasks",
         attempts=1200,
@@ -149,7 +96,7 @@ def test_two_hubs_on_one_postgresql_run_each_of_many_tasks_exactly_once(
 
 
 def test_a_worker_killed_mid_task_loses_nothing(processes, shared_db, tmp_path):
-    env = _env(shared_db, tmp_path, AETHER_WORKER_LEASE_SECONDS="1.5")
+    env = hub_env(shared_db, tmp_path, AETHER_WORKER_LEASE_SECONDS="1.5")
     hub = processes.serve({**env, "AETHER_WORKERS": "0"})
     _post(hub, "/api/v1/agents", {"id": "slow", "name": "Slow", "model": "builtin/scripted"})
     first = processes.worker({**env, "AETHER_WORKERS": "1"})
@@ -157,13 +104,13 @@ def test_a_worker_killed_mid_task_loses_nothing(processes, shared_db, tmp_path):
         hub, "/api/v1/tasks", {"agent_id": "slow", "description": "/sleep 2500\n/reply survived"}
     )
     url = f"{hub}/api/v1/tasks/{task['id']}"
-    _wait(lambda: httpx.get(url, headers=HEADERS).json()["status"] == "running", "running")
+    wait_until(lambda: httpx.get(url, headers=HEADERS).json()["status"] == "running", "running")
 
     first.send_signal(signal.SIGKILL)
     first.wait()
     processes.worker({**env, "AETHER_WORKERS": "1"})
 
-    _wait(
+    wait_until(
         lambda: httpx.get(url, headers=HEADERS).json()["status"] == "completed",
         "completed by the second worker",
         attempts=300,
@@ -175,14 +122,14 @@ def test_a_worker_killed_mid_task_loses_nothing(processes, shared_db, tmp_path):
 
 
 def test_an_approval_survives_a_restart(processes, tmp_path):
-    env = _env(f"sqlite:///{tmp_path / 'hub.db'}", tmp_path, AETHER_WORKER_POLL_SECONDS="0.1")
+    env = hub_env(f"sqlite:///{tmp_path / 'hub.db'}", tmp_path, AETHER_WORKER_POLL_SECONDS="0.1")
     hub = processes.serve(env)
     agent = {"id": "asker", "name": "Asker", "model": "builtin/scripted"}
     _post(hub, "/api/v1/agents", {**agent, "tools": ["http_request"]})
     script = '/tool http_request {"url": "https://example.invalid/"}\n/reply after restart'
     task = _post(hub, "/api/v1/tasks", {"agent_id": "asker", "description": script})
     url = f"/api/v1/tasks/{task['id']}"
-    _wait(
+    wait_until(
         lambda: httpx.get(hub + url, headers=HEADERS).json()["status"] == "waiting_approval",
         "waiting",
     )
@@ -194,7 +141,7 @@ def test_an_approval_survives_a_restart(processes, tmp_path):
     assert httpx.get(again + url, headers=HEADERS).json()["status"] == "waiting_approval"
     _post(again, f"/api/v1/approvals/{approval}/approve", {})
 
-    _wait(
+    wait_until(
         lambda: httpx.get(again + url, headers=HEADERS).json()["status"] == "completed",
         "completed after the restart",
     )

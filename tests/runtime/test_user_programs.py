@@ -15,6 +15,7 @@ import pytest
 
 from hub.core import programs
 from tests.factories import agent_body, make_agent, wait_for
+from tests.servers import HEADERS, Processes, hub_env
 
 JQ_BOMB = "last(range(1e13)) > 0"
 JINJA_BOMB = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
@@ -116,22 +117,13 @@ def test_a_schedule_template_that_never_ends(client):
 
 def test_programs_are_checked_when_stored(client):
     agent = make_agent(client)["id"]
+    action = {"kind": "create_task", "agent_id": agent, "description": "ok"}
     for overrides, field in (
         ({"filter": ".a =="}, "body.filter"),
-        (
-            {"action": {"kind": "create_task", "agent_id": agent, "description": "{{ x }"}},
-            "body.action.description",
-        ),
+        ({"action": {**action, "description": "{{ x }"}}, "body.action.description"),
     ):
-        response = client.post(
-            "/api/v1/triggers",
-            json={
-                "name": "bad",
-                "event_type": "x.*",
-                **{"action": {"kind": "create_task", "agent_id": agent, "description": "ok"}},
-                **overrides,
-            },
-        )
+        body = {"name": "bad", "event_type": "x.*", "action": action, **overrides}
+        response = client.post("/api/v1/triggers", json=body)
         assert response.status_code == 422, response.text
         assert [e["field"] for e in response.json()["errors"]] == [field]
 
@@ -141,12 +133,10 @@ def test_programs_are_checked_when_stored(client):
 
 @pytest.mark.slow
 def test_a_hub_killed_mid_program_comes_back_and_moves_past_the_event(tmp_path):
-    from tests.runtime.test_task_processes import HEADERS, Processes, _env
-
     hubs = Processes()
     url_db = f"sqlite:///{tmp_path / 'hub.db'}"
     try:
-        env = _env(url_db, tmp_path / "data", AETHER_PROGRAM_TIMEOUT_MS="60000")
+        env = hub_env(url_db, tmp_path / "data", AETHER_PROGRAM_TIMEOUT_MS="60000")
         url = hubs.serve(env)
         client = httpx.Client(base_url=url, headers=HEADERS, timeout=30)
         agent = client.post("/api/v1/agents", json=agent_body()).json()["id"]
@@ -159,7 +149,7 @@ def test_a_hub_killed_mid_program_comes_back_and_moves_past_the_event(tmp_path):
         os.kill(first.pid, signal.SIGKILL)
         first.wait()
 
-        url = hubs.serve(_env(url_db, tmp_path / "data"))  # the default 200 ms limit
+        url = hubs.serve(hub_env(url_db, tmp_path / "data"))  # the default 200 ms limit
         client = httpx.Client(base_url=url, headers=HEADERS, timeout=30)
         failed = wait_for(
             lambda: client.get(f"/api/v1/triggers/{bomb['id']}").json(),

@@ -301,13 +301,23 @@ _hooks = _Hooks()
 # processes on the same file still meet the busy handler.)
 _sqlite_writer = threading.Lock()
 _finalizers: list[Callable[[], None]] = []
+_last_finalizers: set[Callable[[], None]] = set()
 
 
-def add_finalizer(finalizer: Callable[[], None]) -> None:
+def add_finalizer(finalizer: Callable[[], None], *, last: bool = False) -> None:
     """Run ``finalizer`` in every outermost write transaction, after its ``before_commit``
-    hooks (the event log writes its batch there)."""
-    if finalizer not in _finalizers:
+    hooks (the event log writes its batch there). ``last``: after every other finalizer (the
+    audit entry, whose lock on PostgreSQL is then held for the commit only)."""
+    if finalizer in _finalizers:
+        return
+    if last:
         _finalizers.append(finalizer)
+        _last_finalizers.add(finalizer)
+    else:
+        position = next(
+            (i for i, f in enumerate(_finalizers) if f in _last_finalizers), len(_finalizers)
+        )
+        _finalizers.insert(position, finalizer)
 
 
 def before_commit(hook: Callable[[], None]) -> None:

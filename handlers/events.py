@@ -12,6 +12,7 @@ from hub.events import log as events
 from hub.http import context
 from hub.http.sse import KEEPALIVE_SECONDS, log_stream
 from hub.runtime import instance
+from hub.services import audit
 
 MAX_ID = 2**63 - 1
 
@@ -40,7 +41,11 @@ def list_events(
 
 def push_event(body):
     """Push an event into the log."""
-    event = events.push(body, actor=context.actor_id() or "anonymous")
+    event = events.push(
+        body,
+        actor=context.actor_id() or "anonymous",
+        on_written=lambda event: audit.created("events", str(event.id)),
+    )
     return event.to_api(), 201, {"Location": f"/api/v1/events/{event.id}"}
 
 

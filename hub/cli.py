@@ -12,6 +12,7 @@ import uvicorn
 
 from db import base
 from hub.app import build_runtime, create_app
+from hub.http import server
 from hub.services import keys
 from hub.settings import Settings, redact_url
 
@@ -43,6 +44,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         access_log=False,
         lifespan="on",
         proxy_headers=False,
+        http=server.protocol(settings.header_timeout_seconds),
         # a WebSocket frame may be as large as a request body, with room for its JSON frame
         ws_max_size=settings.body_limit + 64 * 1024,
     )

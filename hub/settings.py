@@ -39,6 +39,7 @@ class Settings:
     admin_token: str = field(default="", repr=False)
     secret_key: str = field(default="", repr=False)
     body_limit: int = 1024 * 1024
+    header_timeout_seconds: float = 10.0
     upload_limit: int = 10 * 1024 * 1024
     cors_origins: tuple[str, ...] = ()
     log_level: str = "info"

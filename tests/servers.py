@@ -21,12 +21,13 @@ HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @contextlib.contextmanager
-def serve(app) -> Iterator[int]:
-    """Serve ``app`` with uvicorn in a thread on 127.0.0.1; yields the port."""
+def serve(app, **config) -> Iterator[int]:
+    """Serve ``app`` with uvicorn in a thread on 127.0.0.1 (``config``: more
+    ``uvicorn.Config`` arguments); yields the port."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="critical", lifespan="off", access_log=False)
+    config = uvicorn.Config(app, log_level="critical", lifespan="off", access_log=False, **config)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

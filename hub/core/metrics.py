@@ -22,6 +22,11 @@ WS_CLIENTS = Gauge("aether_websocket_clients", "Open WebSocket connections.")
 DRAINING = Gauge("aether_draining", "1 while this instance is draining.")
 AUDIT_ENTRIES = Counter("aether_audit_entries_total", "Audit log entries written.")
 RATE_LIMITED = Counter("aether_rate_limited_total", "Requests refused by the rate limit.")
+HEADER_TIMEOUTS = Counter(
+    "aether_header_timeouts_total",
+    "Connections closed because the request line and headers did not arrive within "
+    "AETHER_HEADER_TIMEOUT_SECONDS.",
+)
 UNAUTHENTICATED = Counter(
     "aether_unauthenticated_requests_total",
     "Requests refused for want of a valid credential (not audited): missing, invalid (unknown "

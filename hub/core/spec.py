@@ -25,6 +25,8 @@ class OperationPolicy:
     public_setting: str | None  # a setting that, when false, makes a public op need a key
     secret_fields: tuple[str, ...] = ()  # members of a 2xx answer marked x-aether-secret
     body_media_types: tuple[str, ...] = ()  # the request body's media types, if it takes one
+    success_status: int = 200  # its first declared 2xx: what the audit records for a change
+    names_created: bool = False  # a 2xx answer declares a Location: the audit names it
 
     @property
     def handler(self) -> str:
@@ -64,6 +66,16 @@ def _secret_fields(spec: dict, op: dict) -> tuple[str, ...]:
     return tuple(fields)
 
 
+def _declares_location(spec: dict, op: dict) -> bool:
+    for code, response in op["responses"].items():
+        if str(code).startswith("2"):
+            if "$ref" in response:
+                response = spec["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
+            if "Location" in (response.get("headers") or {}):
+                return True
+    return False
+
+
 @functools.cache
 def policies() -> dict[str, OperationPolicy]:
     """Policies keyed by the resolved handler name (``handlers.<tag>.<operationId>``)."""
@@ -86,6 +98,11 @@ def policies() -> dict[str, OperationPolicy]:
                 public_setting=op.get("x-aether-public-setting"),
                 secret_fields=_secret_fields(spec, op),
                 body_media_types=tuple(op.get("requestBody", {}).get("content", {})),
+                success_status=min(
+                    (int(code) for code in op["responses"] if str(code).startswith("2")),
+                    default=200,
+                ),
+                names_created=_declares_location(spec, op),
             )
             out[policy.handler] = policy
     return out

@@ -225,10 +225,11 @@ def matches(globs: Iterable[str], type: str) -> bool:
     return not globs or any(fnmatch.fnmatchcase(type, glob) for glob in globs)
 
 
-def push(body: dict, actor: str) -> Emitted:
+def push(body: dict, actor: str, on_written: Callable[[Emitted], None] | None = None) -> Emitted:
     """``POST /api/v1/events``: an event from outside, recorded with the key that pushed it.
     The hub's own namespaces and the source ``hub`` are reserved (422 naming the field): a
-    pushed event can never pass for one the hub wrote."""
+    pushed event can never pass for one the hub wrote. ``on_written``: called in the same
+    transaction once the event has its id (the audit entry names it)."""
     source = body.get("source") or "api"
     if source.lower() == HUB:
         raise Unprocessable(
@@ -243,11 +244,15 @@ def push(body: dict, actor: str) -> Emitted:
             code="reserved_event_type",
             errors=[{"field": "body.type", "message": "a namespace reserved for the hub"}],
         )
-    return emit(
-        body["type"],
-        source=source,
-        subject=body.get("subject"),
-        payload=body.get("payload") or {},
-        trace_id=body.get("trace_id"),
-        actor=actor,
-    )
+    with write_transaction():
+        event = emit(
+            body["type"],
+            source=source,
+            subject=body.get("subject"),
+            payload=body.get("payload") or {},
+            trace_id=body.get("trace_id"),
+            actor=actor,
+        )
+        if on_written is not None:
+            when_written(lambda: on_written(event))
+    return event

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,6 +25,7 @@ from hub.core.problems import (
 from hub.core.problems import render as render_problem
 from hub.http.ratelimit import RateLimiter
 from hub.runtime.instance import Runtime
+from hub.services import audit, auth
 
 access_log = logging.getLogger("aether.access")
 error_log = logging.getLogger("aether.error")
@@ -36,6 +38,14 @@ REPLAY_HEADERS = ("content-type", "location", "etag")
 
 def request_info(scope: Scope) -> dict:
     return scope.setdefault("aether", {"request_id": "", "principal": None, "operation": None})
+
+
+def operator_of(scope: Scope) -> str | None:
+    """The ``X-Operator`` header, printable and at most 200 characters, for the audit."""
+    operator = Headers(scope=scope).get("x-operator")
+    if operator is None:
+        return None
+    return "".join(ch for ch in operator if ch.isprintable())[:200] or None
 
 
 def status_of(exc: BaseException) -> int:
@@ -134,6 +144,8 @@ class EdgeMiddleware:
                     send_with_id, InternalError("Unexpected error."), request_id, scope["path"]
                 )
         finally:
+            if scope["method"] in MUTATING and not info.get("audited"):
+                await self._audit_unrouted(scope, info, status)
             self.runtime.in_flight -= 1
             metrics.HTTP_IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started
@@ -151,6 +163,45 @@ class EdgeMiddleware:
                     "operation_id": operation,
                     "actor": principal.key_id if principal else None,
                 },
+            )
+
+    async def _audit_unrouted(self, scope: Scope, info: dict, status: int) -> None:
+        """A mutating request answered before the policy layer saw it (413, an unknown path,
+        405, a redirect): one audit entry, without the body, when it carries a valid key;
+        counted in metrics, not audited, when it does not (as the policy layer does)."""
+        if info.get("refused_anonymous"):
+            return  # refused by the policy layer for want of a credential: counted there
+        headers = Headers(scope=scope)
+        secret = auth.credential_from_headers(
+            headers.get("authorization"), headers.get("x-api-key")
+        )
+        try:
+            found = None
+            if secret is not None:
+                found = await run_in_threadpool(
+                    auth.lookup, secret, self.runtime.settings.admin_token
+                )
+            if found is None:
+                reason = "missing" if secret is None else "invalid"
+                metrics.UNAUTHENTICATED.labels(reason=reason).inc()
+                return
+            principal = found[0]
+            await run_in_threadpool(
+                audit.record,
+                actor_key_id=principal.key_id,
+                actor_name=principal.name,
+                operator=operator_of(scope),
+                operation_id=info.get("operation"),
+                method=scope["method"],
+                resource=scope["path"],
+                status=status,
+                request_id=info["request_id"],
+            )
+        except Exception as exc:  # the answer is sent; the database may be what failed
+            error_log.error(
+                "could not audit a refused request",
+                exc_info=exc,
+                extra={"request_id": info["request_id"]},
             )
 
     def _limit_for(self, headers: Headers) -> int:

@@ -26,7 +26,14 @@ from hub.core.problems import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from hub.http.edge import MUTATING, REPLAY_HEADERS, replay_body, request_info, status_of
+from hub.http.edge import (
+    MUTATING,
+    REPLAY_HEADERS,
+    operator_of,
+    replay_body,
+    request_info,
+    status_of,
+)
 from hub.services import audit, auth, idempotency
 
 
@@ -94,8 +101,9 @@ class PolicyMiddleware:
             _require_content_type(scope, policy)
             key = Headers(scope=scope).get("idempotency-key")
             if policy.idempotent_create and key and info["principal"] is not None:
-                await self._idempotent(scope, receive, capture, key, info, policy.secret_fields)
+                await self._idempotent(scope, receive, capture, key, info, policy)
             else:
+                self._begin_audit(scope, info, policy)
                 await self.app(scope, receive, capture)
         except Unauthorized as exc:
             # No principal: counted, not audited (a flood must not write a row a request);
@@ -181,23 +189,34 @@ class PolicyMiddleware:
                 headers={"Retry-After": str(max(1, int(wait + 0.999)))},
             )
 
+    def _begin_audit(self, scope: Scope, info: dict, policy: spec.OperationPolicy) -> None:
+        """From here on the request may change something: its entry is written by the first
+        write transaction that commits, inside it (``hub.services.audit.Pending``)."""
+        info["audit"] = audit.begin(audit.Pending(**self._entry(scope, info, policy)))
+
     async def _audit(self, scope: Scope, info: dict, status: int) -> None:
+        """The request has answered: its entry, unless a committed change wrote it."""
+        info["audited"] = True
+        token = info.pop("audit", None)
+        pending = audit.end(token) if token is not None else None
+        if pending is None:
+            pending = audit.Pending(**self._entry(scope, info, None))
+        await run_in_threadpool(audit.finish, pending, status, info.get("created"))
+
+    @staticmethod
+    def _entry(scope: Scope, info: dict, policy: spec.OperationPolicy | None) -> dict:
         principal = info.get("principal")
-        operator = Headers(scope=scope).get("x-operator")
-        if operator is not None:
-            operator = "".join(ch for ch in operator if ch.isprintable())[:200] or None
-        await run_in_threadpool(
-            audit.record,
-            actor_key_id=principal.key_id if principal else None,
-            actor_name=principal.name if principal else None,
-            operator=operator,
-            operation_id=info.get("operation"),
-            method=scope["method"],
-            resource=(info.get("created") or scope["path"])[:2000],
-            status=status,
-            request_id=info["request_id"],
-        )
-        metrics.AUDIT_ENTRIES.inc()
+        return {
+            "actor_key_id": principal.key_id if principal else None,
+            "actor_name": principal.name if principal else None,
+            "operator": operator_of(scope),
+            "operation_id": info.get("operation"),
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": policy.success_status if policy else 500,
+            "names_created": policy.names_created if policy else False,
+            "request_id": info["request_id"],
+        }
 
     async def _idempotent(
         self,
@@ -206,7 +225,7 @@ class PolicyMiddleware:
         send: Send,
         key: str,
         info: dict,
-        secret_fields: tuple[str, ...],
+        policy: spec.OperationPolicy,
     ) -> None:
         """Replay the stored answer for a repeated key, or run once and store a 2xx answer."""
         body = b""
@@ -253,7 +272,9 @@ class PolicyMiddleware:
                 captured["body"] += message.get("body", b"")
             await send(message)
 
+        self._begin_audit(scope, info, policy)
         try:
             await self.app(scope, replay_body(body, receive), capture)
         finally:
-            await run_in_threadpool(idempotency.settle, actor, key, captured, secret_fields)
+            audit.close()  # the record below is bookkeeping, not the change the entry is for
+            await run_in_threadpool(idempotency.settle, actor, key, captured, policy.secret_fields)

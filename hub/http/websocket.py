@@ -55,6 +55,7 @@ log = logging.getLogger("aether.ws")
 POLICY_VIOLATION = 1008
 
 
+_SEND_MESSAGE = next(p for p in spec.policies().values() if p.operation_id == "send_message")
 _MESSAGE_CREATE = Draft4Validator(spec.load()["components"]["schemas"]["MessageCreate"])
 _CONTENT_RULES = {  # MessageCreate.content's rules, said without echoing the content
     "minLength": "must not be empty",
@@ -203,24 +204,28 @@ async def _forward(websocket: WebSocket, bus, types: tuple[str, ...], last_event
 
 
 async def _chat(websocket: WebSocket, principal: auth.Principal, frame: dict) -> None:
+    """One chat frame, audited like ``send_message``: the entry commits with the user's
+    message (``hub.services.audit.Pending``), or is written after a refused frame."""
     session_id = frame.get("session_id")
-    status = 200
+    status = 500
+    pending = audit.Pending(
+        actor_key_id=principal.key_id,
+        actor_name=principal.name,
+        operator=None,
+        operation_id="send_message",
+        method="WS",
+        path=f"/api/v1/sessions/{session_id}/messages"
+        if isinstance(session_id, str)
+        else "/api/v1/ws",
+        status=_SEND_MESSAGE.success_status,
+        request_id=new_id("req"),
+    )
+    token = audit.begin(pending)
     try:
         status = await _chat_turn(websocket, principal, frame)
     finally:
-        await run_in_threadpool(
-            audit.record,
-            actor_key_id=principal.key_id,
-            actor_name=principal.name,
-            operator=None,
-            operation_id="send_message",
-            method="WS",
-            resource=f"/api/v1/sessions/{session_id}/messages"[:2000]
-            if isinstance(session_id, str)
-            else "/api/v1/ws",
-            status=status,
-            request_id=new_id("req"),
-        )
+        audit.end(token)
+        await run_in_threadpool(audit.finish, pending, status)
 
 
 async def _chat_turn(websocket: WebSocket, principal: auth.Principal, frame: dict) -> int:

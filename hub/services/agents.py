@@ -10,6 +10,7 @@ from db.base import utcnow, write_transaction
 from hub.core import spec
 from hub.core.problems import Conflict, NotFound, require
 from hub.events import log as events
+from hub.services import audit
 from hub.services.etags import check_if_match
 
 DEFAULTS = {
@@ -74,6 +75,7 @@ def create(body: dict, actor: str | None = None) -> Agent:
                 **values, config_version=1, version=1, created_at=now, updated_at=now
             )
             _add_version(agent, 1, actor)
+            audit.created("agents", agent.id)
             events.emit(
                 "agent.created",
                 subject=agent.id,

@@ -8,12 +8,196 @@ elsewhere (a monitoring system, a ticket) anchors the chain up to it."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Iterator
+
 from db import audit
 from db.audit import GENESIS, KEYED, AuditEntry
-from db.base import database, is_postgres, utcnow, write_transaction
+from db.base import (
+    add_finalizer,
+    after_commit,
+    database,
+    is_postgres,
+    utcnow,
+    write_transaction,
+)
 from hub.core import crypto, metrics
 
+log = logging.getLogger("aether.audit")
+
 _PG_AUDIT_LOCK = 7231002
+API = "/api/v1"
+
+
+@dataclasses.dataclass
+class Pending:
+    """The audit entry of one mutating request while it runs.
+
+    The first write transaction that commits while the request runs writes the entry inside
+    itself, so the change and its entry commit together (a crash between them cannot lose
+    the entry): with the operation's success status, and for a create the new resource's
+    path (``created``). A request that changes nothing (refused, failed, replayed) has its
+    entry written after the response, with the status it answered (``finish``)."""
+
+    actor_key_id: str | None
+    actor_name: str | None
+    operator: str | None
+    operation_id: str | None
+    method: str
+    path: str  # the request's
+    status: int
+    request_id: str
+    names_created: bool = False  # the operation answers a Location (a create)
+    resource: str = ""  # what the entry names: the path, or what a create made
+    open: bool = True  # the request is still running
+    written: AuditEntry | None = None  # by a write transaction (committed or not)
+    committed: bool = False  # ... and that transaction committed
+    created: tuple[str, str | Callable[[], str]] | None = None  # (collection path, new id)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.resource = self.resource or self.path
+
+    def fields(self) -> dict:
+        return {
+            "actor_key_id": self.actor_key_id,
+            "actor_name": self.actor_name,
+            "operator": self.operator,
+            "operation_id": self.operation_id,
+            "method": self.method,
+            "resource": self.resource[:2000],
+            "status": self.status,
+            "request_id": self.request_id,
+        }
+
+
+_pending: contextvars.ContextVar[Pending | None] = contextvars.ContextVar(
+    "aether_audit_pending", default=None
+)
+
+
+def begin(pending: Pending) -> contextvars.Token:
+    """Make ``pending`` the entry of the request running in this context (and the threads
+    and tasks it starts, which copy the context)."""
+    return _pending.set(pending)
+
+
+def end(token: contextvars.Token) -> Pending | None:
+    """In the context ``begin`` ran in: the request has answered; later transactions (of
+    tasks it started) no longer write its entry. Returns the entry for ``finish``."""
+    pending = _pending.get()
+    close()
+    _pending.reset(token)
+    return pending
+
+
+def finish(pending: Pending, status: int, resource: str | None = None) -> None:
+    """Write the request's entry, answered ``status``, unless a write transaction committed
+    it already. ``resource``: what the answer named (a replayed create's ``Location``);
+    otherwise the entry names the request's path."""
+    with pending.lock:
+        committed = pending.committed
+    if committed:
+        if status != pending.status:  # e.g. a turn that failed after its message was stored
+            log.info(
+                "the audit entry records the committed change, not the later failure",
+                extra={
+                    "operation": pending.operation_id,
+                    "recorded": pending.status,
+                    "answered": status,
+                    "request_id": pending.request_id,
+                },
+            )
+        return
+    pending.status, pending.resource = status, resource or pending.path
+    record(**pending.fields())
+
+
+def close() -> None:
+    """No later write transaction of the running request writes its entry (what it writes
+    now is bookkeeping, not the change: ``finish`` writes the entry if nothing did)."""
+    pending = _pending.get()
+    if pending is not None:
+        with pending.lock:
+            pending.open = False
+
+
+def created(collection: str, resource_id: str | Callable[[], str], *, status: int = 201) -> None:
+    """Inside a service's write transaction: this creates ``/api/v1/<collection>/<id>``,
+    which the running request's entry names if the request is a create (its operation
+    answers a ``Location``) addressed to that collection (``POST /agents``,
+    ``POST /agents/{id}/clone``, ``PUT /providers/{id}``; not the task ``POST /tasks``'s
+    agent loop or ``POST /schedules/{id}/run`` makes). ``resource_id`` may be a callable,
+    for an id given only as the transaction commits (an event's)."""
+    pending = _pending.get()
+    base = f"{API}/{collection}"
+    if pending is None or not pending.names_created:
+        return
+    if not (pending.path == base or pending.path.startswith(base + "/")):
+        return
+    with pending.lock:
+        if pending.open and pending.written is None:
+            pending.created = (base, resource_id)
+            pending.status = status
+
+
+@contextlib.contextmanager
+def aside() -> Iterator[None]:
+    """Write transactions in this block are not the running request's change (bookkeeping,
+    such as a user program's failure recorded on its mapping): they do not write its entry."""
+    token = _pending.set(None)
+    try:
+        yield
+    finally:
+        _pending.reset(token)
+
+
+def answers(status: int) -> None:
+    """Inside a service's write transaction: the request will answer ``status`` (for
+    operations that declare more than one 2xx)."""
+    pending = _pending.get()
+    if pending is not None and pending.open and pending.written is None:
+        pending.status = status
+
+
+def _in_transaction() -> None:
+    """A finalizer of every outermost write transaction: the running request's entry."""
+    pending = _pending.get()
+    if pending is None:
+        return
+    with pending.lock:
+        if not pending.open or pending.written is not None:
+            return
+        if pending.created is not None:
+            base, resource_id = pending.created
+            pending.resource = f"{base}/{resource_id() if callable(resource_id) else resource_id}"
+        pending.written = entry = _append(pending.fields())
+
+    def committed() -> None:
+        pending.committed = True
+        metrics.publish_audit_head(entry.seq, entry.hash)
+        metrics.AUDIT_ENTRIES.inc()
+
+    after_commit(committed)
+
+
+add_finalizer(_in_transaction, last=True)
+
+
+def _append(fields: dict) -> AuditEntry:
+    """Inside a write transaction: append one entry to the chain. Appends are serialised
+    (the SQLite write lock; an advisory lock on PostgreSQL) so the chain has one head."""
+    if is_postgres():
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_AUDIT_LOCK,))
+    last = audit.last_entry()
+    entry = AuditEntry(at=utcnow(), **fields, prev_hash=last.hash if last else GENESIS, chain=KEYED)
+    entry.hash = entry.compute_hash(crypto.audit_key())
+    entry.save(force_insert=True)
+    return entry
 
 
 def record(
@@ -27,27 +211,23 @@ def record(
     status: int,
     request_id: str,
 ) -> AuditEntry:
-    """Append one entry; appends are serialised so the chain has exactly one head."""
+    """Append one entry in its own transaction (for what changed nothing, or happened
+    outside a request)."""
     with write_transaction():
-        if is_postgres():
-            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_AUDIT_LOCK,))
-        last = audit.last_entry()
-        entry = AuditEntry(
-            at=utcnow(),
-            actor_key_id=actor_key_id,
-            actor_name=actor_name,
-            operator=operator,
-            operation_id=operation_id,
-            method=method,
-            resource=resource,
-            status=status,
-            request_id=request_id,
-            prev_hash=last.hash if last else GENESIS,
-            chain=KEYED,
+        entry = _append(
+            {
+                "actor_key_id": actor_key_id,
+                "actor_name": actor_name,
+                "operator": operator,
+                "operation_id": operation_id,
+                "method": method,
+                "resource": resource[:2000],
+                "status": status,
+                "request_id": request_id,
+            }
         )
-        entry.hash = entry.compute_hash(crypto.audit_key())
-        entry.save(force_insert=True)
     metrics.publish_audit_head(entry.seq, entry.hash)
+    metrics.AUDIT_ENTRIES.inc()
     return entry
 
 

@@ -28,6 +28,7 @@ from db.projects import EventMapping
 from hub.core import jqfilter
 from hub.core.problems import Conflict, NotFound
 from hub.events import log as events
+from hub.services import audit
 
 log = logging.getLogger("aether.webhooks")
 
@@ -93,7 +94,9 @@ def create(body: dict) -> EventMapping:
         _lock()
         if projects.same_mapping(fields) is not None:
             raise Conflict(f"The mapping {describe(fields)!r} exists.", code="mapping_exists")
-        return _insert(fields)
+        mapping = _insert(fields)
+        audit.created("event-mappings", mapping.id)
+        return mapping
 
 
 def delete(mapping_id: str) -> None:
@@ -158,7 +161,7 @@ def _failed(mapping: EventMapping, delivery_id: str | None, message: str) -> Non
         "event mapping filter failed; treated as no match",
         extra={"mapping_id": mapping.id, "delivery_id": delivery_id, "error": message},
     )
-    with write_transaction():
+    with audit.aside(), write_transaction():  # bookkeeping, not the request's change
         EventMapping.update(
             error_count=EventMapping.error_count + 1,
             last_error={"message": message, "at": iso(utcnow()), "delivery_id": delivery_id},

@@ -17,6 +17,7 @@ from db.projects import Integration
 from hub.core import crypto
 from hub.core.problems import Conflict, Unprocessable, require
 from hub.events import log as events
+from hub.services import audit
 from hub.services.etags import check_if_match
 
 SECRETS = ("credentials", "webhook_secret")
@@ -84,6 +85,7 @@ def create(body: dict) -> Integration:
                 id=new_id("itg"), created_at=now, updated_at=now, **fields
             )
             _written("integration.created", integration)
+            audit.created("integrations", integration.id)
     except peewee.IntegrityError:
         raise _slug_taken(body["slug"]) from None
     return integration

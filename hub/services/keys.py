@@ -7,6 +7,7 @@ from db.api_keys import ApiKey
 from db.base import after_commit, new_id, utcnow, write_transaction
 from hub.core import access
 from hub.core.problems import Conflict, NotFound
+from hub.services import audit
 from hub.services.auth import generate_secret, hash_secret
 
 
@@ -23,6 +24,7 @@ def create(name: str, role: str, created_by: str | None = None) -> tuple[ApiKey,
             created_at=utcnow(),
             created_by=created_by,
         )
+        audit.created("api-keys", key.id)
     return key, secret
 
 

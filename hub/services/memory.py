@@ -21,6 +21,7 @@ from db.memories import Memory, MemoryLink
 from hub.core.problems import Conflict, NotFound, Unprocessable, ValidationFailed, require
 from hub.events import log as events
 from hub.llm import embeddings
+from hub.services import audit
 from hub.services.etags import check_if_match
 
 OWNER = {"session": "session_id", "agent": "agent_id", "project": "project_id"}
@@ -102,6 +103,7 @@ def create(body: dict) -> Memory:
             with write_transaction():
                 memory = Memory.create(key=body["key"], created_at=now, updated_at=now, **fields)
                 _written("memory.created", memory)
+                audit.created("memories", memory.key)
                 return memory
         except peewee.IntegrityError:
             raise Conflict(

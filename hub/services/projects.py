@@ -8,6 +8,7 @@ from db.base import new_id, utcnow, write_transaction
 from db.projects import Project
 from hub.core.problems import Conflict, require
 from hub.events import log as events
+from hub.services import audit
 from hub.services.etags import check_if_match
 
 
@@ -25,6 +26,7 @@ def create(body: dict) -> Project:
     with write_transaction():
         project = Project.create(id=new_id("prj"), created_at=now, updated_at=now, **_fields(body))
         _written("project.created", project)
+        audit.created("projects", project.id)
     return project
 
 

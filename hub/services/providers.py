@@ -26,7 +26,7 @@ from hub.llm import (
     collect,
     create_provider,
 )
-from hub.services import notifications, usage
+from hub.services import audit, notifications, usage
 from hub.services.etags import check_if_match
 from hub.settings import Settings, current_settings
 
@@ -189,6 +189,8 @@ def put(provider_id: str, body: dict, *, if_match: str | None) -> tuple[dict, bo
         config.version += 1
         config.updated_at = now
         config.save(force_insert=created)
+        if created:
+            audit.created("providers", provider_id)
     registry().register(provider)
     return view(provider_id), created
 
@@ -198,8 +200,8 @@ def delete(provider_id: str) -> None:
         raise Conflict(f"Provider {provider_id!r} cannot be deleted.", code="provider_read_only")
     with write_transaction():
         deleted = ProviderConfig.delete().where(ProviderConfig.id == provider_id).execute()
-    if not deleted:
-        raise NotFound(f"No provider with id {provider_id!r}.", code="provider_not_found")
+        if not deleted:  # inside: a transaction that commits is audited as the change
+            raise NotFound(f"No provider with id {provider_id!r}.", code="provider_not_found")
     registry().remove(provider_id)
 
 

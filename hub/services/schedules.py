@@ -38,7 +38,7 @@ from db.base import after_commit, iso, new_id, utcnow, write_transaction
 from hub.core import signals
 from hub.core.problems import Conflict, Unprocessable, require
 from hub.events import log as events
-from hub.services import actions
+from hub.services import actions, audit
 from hub.services.etags import check_if_match
 
 log = logging.getLogger("aether.scheduler")
@@ -112,6 +112,7 @@ def create(body: dict) -> Schedule:
             updated_at=now,
         )
         _event("created", schedule)
+        audit.created("schedules", schedule.id)
     return schedule
 
 

@@ -11,6 +11,7 @@ from db.sessions import Message, Session, Turn
 from hub.core import generations
 from hub.core.problems import Conflict, Unprocessable, require
 from hub.events import log as events
+from hub.services import audit
 from hub.services.etags import check_if_match
 
 
@@ -19,7 +20,7 @@ def create_session(agent_id: str, title: str, metadata: dict) -> Session:
     with write_transaction():
         if agents.get(agent_id) is None:
             raise Unprocessable(f"No agent with id {agent_id!r}.", code="agent_not_found")
-        return Session.create(
+        session = Session.create(
             id=new_id("ses"),
             agent_id=agent_id,
             title=title,
@@ -28,6 +29,8 @@ def create_session(agent_id: str, title: str, metadata: dict) -> Session:
             created_at=now,
             updated_at=now,
         )
+        audit.created("sessions", session.id)
+        return session
 
 
 def update_session(session_id: str, changes: dict, *, if_match: str | None) -> Session:

@@ -30,7 +30,7 @@ from db.subscriptions import Delivery, Subscription
 from hub.core import crypto, signals
 from hub.core.problems import Unprocessable, require
 from hub.events import log as event_log
-from hub.services import notifications
+from hub.services import audit, notifications
 from hub.settings import current_settings
 
 ERROR_LIMIT = 500  # characters of last_error kept
@@ -70,6 +70,7 @@ def create(body: dict) -> Subscription:
             subject=sub.id,
             payload={"subscription_id": sub.id, "types": sub.types, "active": sub.active},
         )
+        audit.created("subscriptions", sub.id)
     return sub
 
 

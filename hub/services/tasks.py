@@ -29,7 +29,7 @@ from db.tasks import PRIORITIES, Task
 from hub.core import signals, timeparse
 from hub.core.problems import Conflict, Unprocessable, require
 from hub.events import log as events
-from hub.services import notifications
+from hub.services import audit, notifications
 from hub.settings import current_settings
 
 
@@ -89,6 +89,7 @@ def create(body: dict, *, created_by: str | None = None, trace_id: str | None = 
             updated_at=now,
         )
         event("created", task, description=task.description[:500], created_by=created_by)
+        audit.created("tasks", task.id)
     signals.tasks_ready.send()
     return task
 

@@ -16,6 +16,7 @@ from db.tools import Tool, ToolExecution
 from hub.core import crypto
 from hub.core.problems import Conflict, NotFound, Unprocessable
 from hub.events import log as events
+from hub.services import audit
 from hub.services.toolkit import (
     BUILTINS,
     Call,
@@ -95,6 +96,7 @@ def register(body: dict) -> ToolDef:
                 requires_approval=body.get("requires_approval", False),
                 created_at=utcnow(),
             )
+            audit.created("tools", row.name)
     except peewee.IntegrityError:
         raise Conflict(f"A tool named {name!r} exists.", code="tool_exists") from None
     return _from_row(row)

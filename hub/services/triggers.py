@@ -36,7 +36,7 @@ from db.events import Event
 from hub.core import jqfilter, signals
 from hub.core.problems import require
 from hub.events import log as events
-from hub.services import actions
+from hub.services import actions, audit
 from hub.services.etags import check_if_match
 
 log = logging.getLogger("aether.triggers")
@@ -70,6 +70,7 @@ def create(body: dict) -> Trigger:
             id=new_id("trg"), created_at=now, updated_at=now, version=1, **fields
         )
         _event("created", trigger)
+        audit.created("triggers", trigger.id)
     return trigger
 
 

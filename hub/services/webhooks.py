@@ -29,7 +29,7 @@ from db.projects import Integration, WebhookReceipt
 from hub.core import signatures as webhook_signatures
 from hub.core.problems import NotFound, Unauthorized
 from hub.events import log as events
-from hub.services import event_mappings, integrations
+from hub.services import audit, event_mappings, integrations
 
 RECEIVED = "webhook.received"
 
@@ -103,6 +103,7 @@ def receive(slug: str, headers: Mapping[str, str], raw: bytes) -> tuple[dict, bo
                 events.emit(
                     mapped, source=kind, subject=slug, payload=payload, trace_id=received.trace_id
                 )
+            audit.answers(202)  # accepted: a new delivery (a duplicate answers 200)
             events.when_written(
                 lambda: (
                     WebhookReceipt.update(event_id=received.id)

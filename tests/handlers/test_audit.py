@@ -12,7 +12,7 @@ import re
 import pytest
 
 from db.audit import GENESIS, AuditEntry, chain_hash
-from hub.core import crypto
+from hub.core import crypto, signatures, spec
 from hub.services import audit as audit_service
 from tests.assertions import assert_problem
 from tests.conftest import auth
@@ -672,3 +672,225 @@ def test_entries_from_before_the_key_are_rekeyed_once(client):
     assert audit_service.rekey_legacy() == written
     assert audit_service.rekey_legacy() == 0
     assert verify(client)["valid"] is True
+
+
+# --- the entry commits with the change (issue 13) ------------------------------------------
+
+NOWHERE = "http://127.0.0.1:9/hook"  # never called: creates only store it
+
+
+def creates(client) -> list[tuple[str, str, dict]]:
+    """(method, path, body) of every create the spec declares a Location for, valid."""
+    make_agent(client, id="audited")
+    project = client.post("/api/v1/projects", json={"name": "P", "source": "github"}).json()["id"]
+    return [
+        ("POST", KEYS, {"name": "k", "role": "viewer"}),
+        ("POST", AGENTS, agent_body(id="made")),
+        ("POST", f"{AGENTS}/audited/clone", {"id": "cloned"}),
+        ("POST", "/api/v1/sessions", {"agent_id": "audited"}),
+        ("PUT", "/api/v1/providers/extra", {"kind": "openai", "base_url": NOWHERE}),
+        ("POST", "/api/v1/tasks", {"description": "d", "agent_id": "audited"}),
+        (
+            "POST",
+            "/api/v1/tools",
+            {
+                "name": "lookup",
+                "description": "Look up",
+                "parameters": {"type": "object"},
+                "endpoint": NOWHERE,
+            },
+        ),
+        ("POST", "/api/v1/memories", {"key": "m", "content": "c", "scope": "global"}),
+        ("POST", "/api/v1/events", {"type": "deploy.finished", "payload": {}}),
+        (
+            "POST",
+            "/api/v1/subscriptions",
+            {"url": NOWHERE, "types": ["*"], "secret": "whsec-0123456789abcdef"},
+        ),
+        ("POST", "/api/v1/projects", {"name": "Q", "source": "github"}),
+        (
+            "POST",
+            "/api/v1/integrations",
+            {"kind": "github", "slug": "s", "name": "S", "project_id": project},
+        ),
+        ("POST", "/api/v1/event-mappings", {"source": "github", "event": "x", "type": "a.b"}),
+        (
+            "POST",
+            "/api/v1/triggers",
+            {
+                "name": "t",
+                "event_type": "a.*",
+                "action": {"kind": "create_task", "agent_id": "audited", "description": "Go"},
+            },
+        ),
+        (
+            "POST",
+            "/api/v1/schedules",
+            {
+                "name": "s",
+                "cron": "0 * * * *",
+                "action": {"kind": "create_task", "agent_id": "audited", "description": "Go"},
+            },
+        ),
+    ]
+
+
+def test_every_create_names_the_new_resource(client):
+    made = creates(client)
+    declared = {(p.method, p.path) for p in spec.policies().values() if p.names_created}
+    assert len(made) == len(declared), "a create with a Location is missing here"
+    for method, path, body in made:
+        response = client.request(method, path, json=body, headers={"X-Request-Id": "c-1"})
+        assert response.status_code == 201, (path, response.text)
+        entry = latest(client)
+        assert entry["request_id"] == "c-1"
+        assert (entry["resource"], entry["status"]) == (response.headers["location"], 201)
+
+
+def test_the_entry_commits_with_the_change_even_if_the_answer_fails(client, monkeypatch):
+    """The entry is written inside the transaction that creates the agent: a failure after
+    the commit (here, rendering the answer) cannot lose it."""
+    from db.agents import Agent
+
+    def broken(self):
+        raise RuntimeError("the process died after the commit")
+
+    monkeypatch.setattr(Agent, "to_api", broken)
+    response = client.post(AGENTS, json=agent_body(id="kept"), headers={"X-Request-Id": "r-c"})
+    monkeypatch.undo()
+
+    assert response.status_code == 500
+    assert client.get(f"{AGENTS}/kept").status_code == 200
+    entry = latest(client)
+    assert (entry["request_id"], entry["resource"], entry["status"]) == (
+        "r-c",
+        f"{AGENTS}/kept",
+        201,  # what the committed change answers; the 500 came after it
+    )
+
+
+def test_no_change_commits_without_its_entry(client, monkeypatch):
+    """The other way round: when the entry cannot be written, the change rolls back."""
+    writes = []
+    real_append = audit_service._append
+
+    def failing_once(fields):
+        writes.append(fields)
+        if len(writes) == 1:
+            raise RuntimeError("the audit write failed")
+        return real_append(fields)
+
+    monkeypatch.setattr(audit_service, "_append", failing_once)
+    response = client.post(AGENTS, json=agent_body(id="rolled-back"))
+    monkeypatch.undo()
+
+    assert response.status_code == 500
+    assert client.get(f"{AGENTS}/rolled-back").status_code == 404
+    assert writes[0]["resource"] == f"{AGENTS}/rolled-back"  # tried inside the transaction
+    assert latest(client)["status"] == 500  # and the failure itself is recorded after it
+
+
+def test_a_request_writes_one_entry_however_many_transactions(client):
+    """Seeding creates several agents, each in its own transaction: one entry."""
+    before = len(entries(client))
+
+    response = client.post(f"{AGENTS}/seed", headers={"X-Request-Id": "seeded"})
+
+    assert response.status_code == 200
+    assert len(response.json()["created"]) > 1
+    written = entries(client)
+    assert len(written) == before + 1
+    assert (written[0]["request_id"], written[0]["status"]) == ("seeded", 200)
+
+
+def test_a_webhook_entry_records_accepted_then_duplicate(client, anon):
+    secret = "whsec-correct-horse"
+    made = client.post(
+        "/api/v1/integrations",
+        json={"kind": "generic", "slug": "hooked", "name": "H", "webhook_secret": secret},
+    )
+    assert made.status_code == 201, made.text
+    path = made.json()["webhook_path"]
+    body = b'{"x": 1}'
+    headers = {
+        "Content-Type": "application/json",
+        "X-Delivery-Id": "d-1",
+        "X-Signature-256": signatures.sign(secret, body),
+    }
+    statuses = [anon.post(path, content=body, headers=headers).status_code for _ in range(2)]
+
+    assert statuses == [202, 200]
+    newest = entries(client)[:2]
+    assert [e["status"] for e in newest] == [200, 202]
+
+
+# --- refused before routing (issue 13) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        (
+            "POST",
+            AGENTS,
+            {"content": b"x" * (1024 * 1024 + 1), "headers": {"Content-Type": "text/plain"}},
+            413,
+        ),
+        ("PUT", AGENTS, {"json": {}}, 405),
+        ("POST", "/api/v1/nowhere", {"json": {}}, 404),
+        ("POST", f"{AGENTS}/", {"json": {}}, 307),
+        ("DELETE", "/health/live", {}, 405),
+    ],
+    ids=["too-large", "wrong-method", "unknown-path", "redirect", "outside-the-api"],
+)
+def test_a_request_refused_before_routing_is_one_entry_without_its_body(
+    client, anon, keyring, method, path, kwargs, status
+):
+    kwargs = {**kwargs, "headers": {**kwargs.get("headers", {}), "X-Request-Id": "edge"}}
+    before = len(entries(client))
+
+    response = client.request(method, path, follow_redirects=False, **kwargs)
+
+    assert response.status_code == status
+    written = entries(client)
+    assert len(written) == before + 1
+    assert stable(written[0]) == expected_entry(
+        at=written[0]["at"],
+        actor_key_id=key_id(client, keyring["admin"]),
+        actor_name="test admin",
+        method=method,
+        resource=path,
+        status=status,
+        request_id="edge",
+    )
+
+    # without a valid key: counted, not audited
+    counted = unauthenticated("missing")
+    response = anon.request(method, path, follow_redirects=False, **kwargs)
+    assert response.status_code in {status, 401}
+    assert len(entries(client)) == before + 1
+    assert unauthenticated("missing") == counted + 1
+
+
+MUTATIONS = sorted(
+    (p.method, p.path, p.operation_id, bool(p.body_media_types))
+    for p in spec.policies().values()
+    if p.method in {"POST", "PUT", "PATCH", "DELETE"}
+)
+
+
+def test_every_mutating_operation_writes_exactly_one_entry_with_its_answer(client, anon):
+    """Each mutating operation, with made-up ids and an empty body (mostly refused, some
+    done): one entry per request, recording the status it answered."""
+    for number, (method, path, operation_id, has_body) in enumerate(MUTATIONS):
+        url = re.sub(r"\{[^}]+\}", "nope", path)
+        request_id = f"sweep-{number}"
+        kwargs = {"json": {}} if has_body else {}
+        headers = {"X-Request-Id": request_id, "X-Confirm": "yes"}
+        caller = anon if url.startswith("/api/v1/webhooks/") else client
+        response = caller.request(method, url, headers=headers, **kwargs)
+        assert response.status_code < 500, (operation_id, response.text)
+        written = [e for e in entries(client, limit=5) if e["request_id"] == request_id]
+        assert [(e["operation_id"], e["status"]) for e in written] == [
+            (operation_id, response.status_code)
+        ], operation_id

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from db import approvals as db_approvals
-from db.base import utcnow, write_transaction
+from db.base import after_commit, in_write_transaction, utcnow, write_transaction
 from db.tasks import Step, next_step_index
 from hub.core.aio import until_stopped
 from hub.llm import (
@@ -202,10 +202,13 @@ class AgentLoop:
         self.pending.append(("step", fields))
 
     def write_pending(self) -> None:
-        """Write the buffered steps and usage rows (inside the caller's transaction)."""
+        """Write the buffered steps and usage rows (inside the caller's transaction). They
+        leave the buffer once that transaction commits: one that rolls back (the database
+        went away) leaves them for the next try."""
         if not self.pending:
             return
         index = next_step_index(self.owner.id)
+        written = len(self.pending)
         for kind, fields in self.pending:
             if kind == "step":
                 Step.create(
@@ -214,7 +217,10 @@ class AgentLoop:
                 index += 1
             else:
                 usage.record(**fields)
-        self.pending.clear()
+        if in_write_transaction():
+            after_commit(lambda: self.pending.__delitem__(slice(0, written)))
+        else:
+            del self.pending[:written]
 
     def flush(self) -> None:
         """Write the buffered steps in a transaction of their own (a worker thread)."""

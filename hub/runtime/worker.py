@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 
 import peewee
 
 from db import agents
-from db.base import write_transaction
+from db.base import DatabaseUnavailable, write_transaction
 from db.tasks import Task
 from hub.core.aio import cancel_and_wait
 from hub.core.problems import NotFound, Problem
@@ -148,6 +149,11 @@ class WorkerPool:
             except asyncio.CancelledError:
                 self._interrupted.append(task)  # the pool stops: stop() hands it back
                 raise
+            except DatabaseUnavailable:
+                # Cut off by the database going away: back to the queue, not counted as an
+                # attempt, as soon as the database answers (not when the lease lapses).
+                log.warning("attempt cut off by the database; handing it back")
+                await self._settle(task, self._hand_back, [task])
             except Exception:
                 log.exception("task attempt crashed", extra={"task_id": task.id})
             finally:
@@ -251,14 +257,19 @@ class WorkerPool:
             await self._fail(task, problem.code, problem.detail, retryable, loop.write_pending)
             return
         if outcome.kind == "completed":
-            done = await asyncio.to_thread(
-                tasks.complete, task, outcome.final_text, loop.write_pending
+            done = await self._settle(
+                task, tasks.complete, task, outcome.final_text, loop.write_pending
             )
         elif outcome.kind == "stopped":
-            done = await asyncio.to_thread(tasks.cancelled, task, loop.write_pending)
+            done = await self._settle(task, tasks.cancelled, task, loop.write_pending)
         else:
-            done = await asyncio.to_thread(
-                approvals.pause_task, task, outcome.state.to_json(), outcome, loop.write_pending
+            done = await self._settle(
+                task,
+                approvals.pause_task,
+                task,
+                outcome.state.to_json(),
+                outcome,
+                loop.write_pending,
             )
         if not done:
             raise LeaseLost(task.id)
@@ -266,15 +277,33 @@ class WorkerPool:
     async def _fail(
         self, task: Task, code: str, detail: str, retryable: bool = True, write=None
     ) -> None:
-        done = await asyncio.to_thread(
-            tasks.fail_attempt,
+        done = await self._settle(
+            task,
+            functools.partial(tasks.fail_attempt, retryable=retryable),
             task,
             {"code": code, "detail": detail},
             write or (lambda: None),
-            retryable=retryable,
         )
         if not done:
             raise LeaseLost(task.id)
+
+    @staticmethod
+    async def _settle(task: Task, record, *args) -> bool:
+        """Record how an attempt ended (a fenced write: False when the lease is no longer
+        this worker's). While the database cannot be reached the write is tried again, with
+        backoff, instead of discarding the attempt's work: if the lease lapses meanwhile and
+        another worker claims the task, the fence makes this write record nothing."""
+        delay = 0.2
+        while True:
+            try:
+                return await asyncio.to_thread(record, *args)
+            except DatabaseUnavailable:
+                log.warning(
+                    "could not record the attempt's outcome; retrying",
+                    extra={"task_id": task.id, "retry_in_seconds": delay},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
 
 async def sweep_approvals() -> int:

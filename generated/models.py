@@ -9,6 +9,25 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
 
 
+class ServerSentEvent(BaseModel):
+    """
+    One server-sent event of a `text/event-stream` answer, as a client's SSE parser hands
+    it over: its `id:`, `event:` and `data:` lines (several `data:` lines joined with a
+    newline). The hub writes JSON in `data`; the operation's description names the event
+    types and what their data holds. Comment lines (`: keep-alive`) are not events.
+
+    """
+
+    id: str | None = Field(
+        None, description="The event's id (resume with `Last-Event-ID`)."
+    )
+    event: str | None = Field(None, description="The event's type.")
+    data: str = Field(..., description="The event's data (JSON).")
+    retry: int | None = Field(
+        None, description='Reconnection delay in milliseconds.', ge=0
+    )
+
+
 class Slug(RootModel[str]):
     root: str = Field(
         ...,
@@ -857,7 +876,7 @@ class ProviderPut(BaseModel):
         None,
         description="Any OpenAI-compatible API root (OpenAI, Ollama, vLLM, LiteLLM, another hub's /v1).",
         max_length=500,
-        pattern='^https?://[^\\s]+$',
+        pattern='^https?://[^\\x00-\\x20\\x7f-\\x9f\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]+$',
     )
     api_key: str | None = Field(
         None,
@@ -1254,7 +1273,10 @@ class ToolCreate(BaseModel):
         description='A JSON Schema (draft 2020-12) for the arguments; default: any object.',
     )
     endpoint: str = Field(
-        ..., max_length=2000, min_length=8, pattern='^https?://[^\\s]+$'
+        ...,
+        max_length=2000,
+        min_length=8,
+        pattern='^https?://[^\\x00-\\x20\\x7f-\\x9f\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]+$',
     )
     method: HttpMethod | None = None
     headers: dict[str, Headers] | None = Field(
@@ -1821,7 +1843,7 @@ class SubscriptionCreate(BaseModel):
         description='Where deliveries are POSTed (http or https).',
         max_length=2000,
         min_length=1,
-        pattern='^https?://[^\\s]+$',
+        pattern='^https?://[^\\x00-\\x20\\x7f-\\x9f\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]+$',
     )
     types: TypeGlobs
     secret: str = Field(

@@ -138,6 +138,11 @@ class PolicyMiddleware:
         if secret is None:
             self._refused_anonymous(scope, info, "missing")
             raise Unauthorized("No API key: send `Authorization: Bearer <key>` or `X-API-Key`.")
+        if secret == auth.CONFLICTING:
+            self._refused_anonymous(scope, info, "invalid")
+            raise Unauthorized(
+                "`Authorization` and `X-API-Key` carry different credentials: send one."
+            )
         if db_base.is_postgres():
             found = await run_in_threadpool(auth.lookup, secret, settings.admin_token)
         else:

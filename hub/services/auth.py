@@ -42,16 +42,25 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+# What ``credential_from_headers`` answers for a request carrying two different credentials:
+# never a key (keys hold no NUL), so it authenticates nobody.
+CONFLICTING = "\x00conflicting-credentials"
+
+
 def credential_from_headers(authorization: str | None, api_key: str | None) -> str | None:
-    """The presented secret: ``Authorization: Bearer …`` or ``X-API-Key``."""
+    """The presented secret: ``Authorization: Bearer …`` or ``X-API-Key``; ``CONFLICTING``
+    when both are sent and differ (a valid one beside an invalid one is refused, not picked:
+    the caller's intent is unclear, and a proxy may have added one)."""
+    bearer = None
     if authorization:
         scheme, _, value = authorization.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        return None
-    if api_key and api_key.strip():
-        return api_key.strip()
-    return None
+        if scheme.lower() != "bearer" or not value.strip():
+            return None
+        bearer = value.strip()
+    header = api_key.strip() if api_key is not None else None
+    if bearer and header is not None and not hmac.compare_digest(bearer.encode(), header.encode()):
+        return CONFLICTING  # an empty X-API-Key beside a bearer counts: it is sent, and differs
+    return bearer or header or None
 
 
 def authenticate(secret: str, admin_token: str) -> Principal | None:

@@ -18,7 +18,7 @@ import peewee
 from db import memories
 from db.base import utcnow, write_transaction
 from db.memories import Memory, MemoryLink
-from hub.core.problems import Conflict, NotFound, Unprocessable, ValidationFailed, require
+from hub.core.problems import Conflict, NotFound, Unprocessable, require
 from hub.events import log as events
 from hub.llm import embeddings
 from hub.services import audit
@@ -209,8 +209,9 @@ def search(body: dict) -> dict:
     now = utcnow()
     words = memories.words(body["query"])
     if mode == "keyword" and not words:
-        raise ValidationFailed(
+        raise Unprocessable(
             "The query has no words to search for.",
+            code="empty_query",
             errors=[{"field": "body.query", "message": "no letters or digits"}],
         )
     if mode == "keyword":

@@ -217,7 +217,16 @@ def test_every_event_names_who_wrote_it(client, keyring):
 
 def test_get_an_unknown_event_is_404(client):
     assert_problem(client.get(f"{EVENTS}/999999"), 404, "event_not_found")
-    assert_problem(client.get(f"{EVENTS}/{2**63 + 5}"), 404, "event_not_found")
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [(f"{EVENTS}/{2**63 + 5}", "path.event_id"), (f"{EVENTS}?after_id={2**63}", "query.after_id")],
+)
+def test_an_event_id_past_int64_is_400_naming_it(client, path, field):
+    """The contract's ids are int64 (``maximum`` declared): past it, a 400, not a lookup."""
+    body = assert_problem(client.get(path), 400, "validation_error")
+    assert [e["field"] for e in body["errors"]] == [field]
 
 
 def test_list_filters_by_type_globs_source_subject_trace_and_since(client, clock):

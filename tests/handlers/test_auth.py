@@ -147,6 +147,41 @@ def test_me_with_a_bad_credential_is_401(anon, headers):
     assert "www-authenticate" in response.headers
 
 
+@pytest.mark.parametrize(
+    "other", ["aeth_not-a-real-key", "admin"], ids=["invalid", "another-valid"]
+)
+@pytest.mark.parametrize("valid_in", ["bearer", "x-api-key"])
+def test_two_different_credentials_are_401_even_if_one_is_valid(anon, keyring, other, valid_in):
+    """A valid key beside an invalid (or another) one is refused, never picked."""
+    valid, other = keyring["viewer"], keyring["admin"] if other == "admin" else other
+    if valid_in == "bearer":
+        headers = {"Authorization": f"Bearer {valid}", "X-API-Key": other}
+    else:
+        headers = {"Authorization": f"Bearer {other}", "X-API-Key": valid}
+
+    response = anon.get(ME, headers=headers)
+
+    assert_problem(response, 401, "unauthorized")
+    assert "different credentials" in response.json()["detail"]
+
+
+def test_an_empty_x_api_key_beside_a_valid_bearer_is_401(anon, keyring):
+    """Sent and different: schemathesis' ``ignored_auth`` probes exactly this."""
+    headers = {"Authorization": f"Bearer {keyring['admin']}", "X-API-Key": ""}
+
+    response = anon.get(ME, headers=headers)
+
+    assert_problem(response, 401, "unauthorized")
+
+
+def test_the_same_key_in_both_headers_is_accepted(anon, keyring):
+    key = keyring["operator"]
+    response = anon.get(ME, headers={"Authorization": f"Bearer {key}", "X-API-Key": key})
+
+    assert response.status_code == 200
+    assert response.json()["role"] == "operator"
+
+
 # --- create ------------------------------------------------------------------------------
 
 

@@ -223,7 +223,7 @@ class BuiltinProvider(Provider):
         if kind != "text":
             for turn in left:
                 replies = [d.text for d in turn if isinstance(d, Reply)]
-                if replies and (why := _not_json(request, "\n".join(replies))):
+                if replies and (why := _not_json(request, _cut("\n".join(replies), request))):
                     raise UnsupportedParameter(
                         "response_format",
                         f"builtin/{request.model} cannot answer this as {kind}: {why}",
@@ -273,8 +273,7 @@ class BuiltinProvider(Provider):
     ) -> AsyncIterator[StreamEvent]:
         """One choice's events; ``outcome`` receives its finish reason and completion tokens."""
         replies_text = "\n".join(d.text for d in directives if isinstance(d, Reply))
-        cuts = [replies_text.find(s) for s in request.stop or () if s in replies_text]
-        cut = min(cuts) if cuts else None
+        cut = _stop_at(replies_text, request)
         limit = request.token_limit
         emitted = ""
         replies = 0
@@ -321,6 +320,18 @@ class BuiltinProvider(Provider):
             count_tokens(json.dumps(c.arguments)) for c in calls
         )
         outcome += [finish, completion]
+
+
+def _stop_at(text: str, request: CompletionRequest) -> int | None:
+    """Where the earliest stop sequence begins in ``text`` (``None``: nowhere)."""
+    found = [text.find(s) for s in request.stop or () if s in text]
+    return min(found) if found else None
+
+
+def _cut(text: str, request: CompletionRequest) -> str:
+    """``text`` as the stop sequences leave it."""
+    at = _stop_at(text, request)
+    return text if at is None else text[:at]
 
 
 def _not_json(request: CompletionRequest, reply: str) -> str | None:

@@ -498,6 +498,9 @@ def test_response_format_json_is_honoured_by_a_json_reply_and_refused_otherwise(
         "not a JSON object"
         in refusal(request("scripted", user("/reply [1]"), response_format=json_object)).detail
     )
+    # the reply as the stop sequences leave it is what must be JSON
+    cut = request("scripted", user('/reply {"a": 1} and more'), stop=(" and",))
+    BuiltinProvider().check(replace(cut, response_format=json_object))
     # every remaining turn's reply counts, not only the next one
     later = "/tool t\n/reply not json"
     assert refusal(request("scripted", user(later), response_format=json_object)).param == (

@@ -181,6 +181,8 @@ def messages(raw: list[dict]) -> list[ChatMessage]:
                     f"{call_id!r} is not a call of the assistant message before it",
                 )
             unanswered.remove(call_id)
+            if content is None:
+                raise invalid(f"messages.{at}.content", "a tool message carries the result")
         else:
             if unanswered:
                 raise invalid(

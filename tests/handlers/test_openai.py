@@ -328,9 +328,25 @@ CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments
             "messages.1.tool_calls",
         ),
         ([{"role": "user", "content": None}], "messages.0.content"),
+        (
+            [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": None, "tool_calls": [CALL]},
+                {"role": "tool", "tool_call_id": "call_1", "content": None},
+            ],
+            "messages.2.content",
+        ),
         ([{"role": "user", "content": [{"type": "image_url"}]}], "messages.0.content.0.type"),
     ],
-    ids=["no-call", "wrong-id", "unanswered", "unanswered-at-end", "no-content", "image"],
+    ids=[
+        "no-call",
+        "wrong-id",
+        "unanswered",
+        "unanswered-at-end",
+        "no-content",
+        "no-result",
+        "image",
+    ],
 )
 def test_a_conversation_that_does_not_hold_together_is_a_400(sdk, messages, param):
     assert bad_request(sdk, messages=messages)["param"] == param

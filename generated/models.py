@@ -747,6 +747,29 @@ class OpenAIModelList(BaseModel):
     data: list[OpenAIModel]
 
 
+class Function(BaseModel):
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    name: str = Field(..., max_length=64, min_length=1)
+    arguments: str = Field(
+        ..., description='The arguments, a JSON object as text.', max_length=100000
+    )
+
+
+class ChatCompletionToolCall(BaseModel):
+    """
+    A call of a function tool the model asks for.
+    """
+
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    id: str = Field(..., max_length=200, min_length=1)
+    type: Literal['function']
+    function: Function
+
+
 class Role2(StrEnum):
     system = 'system'
     developer = 'developer'
@@ -758,7 +781,7 @@ class Role2(StrEnum):
 class Content(RootModel[str | None]):
     root: str | None = Field(
         None,
-        description='Text, or a list of parts of which the text parts are used.',
+        description='Text, or a list of text parts (other kinds of part are refused).',
         max_length=100000,
         pattern='^[^\\u0000]*$',
     )
@@ -772,24 +795,104 @@ class Content1Item(BaseModel):
     text: str | None = Field(None, max_length=100000, pattern='^[^\\u0000]*$')
 
 
-class Content1(RootModel[list[Content1Item] | None]):
-    root: list[Content1Item] | None = Field(
-        None,
-        description='Text, or a list of parts of which the text parts are used.',
+class Content1(RootModel[list[Content1Item]]):
+    root: list[Content1Item] = Field(
+        ...,
+        description='Text, or a list of text parts (other kinds of part are refused).',
         max_length=64,
     )
 
 
 class ChatCompletionMessage(BaseModel):
+    """
+    One message. An `assistant` message that called tools carries `tool_calls` (its
+    `content` may be null); each call is answered by a `tool` message naming its
+    `tool_call_id`, right after it.
+
+    """
+
     model_config = ConfigDict(
         extra='allow',
     )
     role: Role2
     content: Content | Content1 | None = Field(
-        None, description='Text, or a list of parts of which the text parts are used.'
+        None,
+        description='Text, or a list of text parts (other kinds of part are refused).',
     )
     name: str | None = Field(None, max_length=64)
-    tool_call_id: str | None = Field(None, max_length=64)
+    tool_calls: list[ChatCompletionToolCall] | None = Field(None, max_length=128)
+    tool_call_id: str | None = Field(None, max_length=200, min_length=1)
+
+
+class Function1(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: str = Field(..., pattern='^[A-Za-z0-9_-]{1,64}$')
+    description: str | None = Field(None, max_length=10000)
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ChatCompletionTool(BaseModel):
+    """
+    A function the model may call (`parameters` is its arguments' JSON Schema).
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    type: Literal['function']
+    function: Function1
+
+
+class Function2(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: str = Field(..., pattern='^[A-Za-z0-9_-]{1,64}$')
+
+
+class ChatCompletionNamedToolChoice(BaseModel):
+    """
+    Call this function.
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    type: Literal['function']
+    function: Function2
+
+
+class Type(StrEnum):
+    text = 'text'
+    json_object = 'json_object'
+    json_schema = 'json_schema'
+
+
+class JsonSchema(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: str = Field(..., pattern='^[A-Za-z0-9_-]{1,64}$')
+    description: str | None = Field(None, max_length=10000)
+    schema_: dict[str, Any] | None = Field(None, alias='schema')
+    strict: bool | None = None
+
+
+class ChatCompletionResponseFormat(BaseModel):
+    """
+    `text` (the default), `json_object` (the answer is a JSON object), or `json_schema`
+    (the answer fits `json_schema.schema`; `json_schema` is required with it).
+
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    type: Type
+    json_schema: JsonSchema | None = None
 
 
 class StreamOptions(BaseModel):
@@ -799,13 +902,52 @@ class StreamOptions(BaseModel):
     include_usage: bool | None = None
 
 
+class LogitBias(RootModel[float]):
+    root: float = Field(..., ge=-100.0, le=100.0)
+
+
+class Stop(RootModel[str | None]):
+    root: str | None = Field(
+        None,
+        description='Up to 4 sequences where the answer stops (they are not part of it).',
+        max_length=1000,
+        min_length=1,
+    )
+
+
+class Stop1Item(RootModel[str]):
+    root: str = Field(..., max_length=1000, min_length=1)
+
+
+class Stop1(RootModel[list[Stop1Item]]):
+    root: list[Stop1Item] = Field(
+        ...,
+        description='Up to 4 sequences where the answer stops (they are not part of it).',
+        max_length=4,
+        min_length=1,
+    )
+
+
+class ToolChoice(StrEnum):
+    """
+    `none`, `auto` (the default), `required`, or a named function.
+    """
+
+    none = 'none'
+    auto = 'auto'
+    required = 'required'
+
+
 class ChatCompletionRequest(BaseModel):
     """
-    OpenAI's request; fields this hub does not use are accepted and ignored.
+    OpenAI's request. A field not declared here is refused (400 naming it in `param`), as
+    OpenAI refuses an unrecognised argument; so is a parameter the chosen model cannot
+    honour.
+
     """
 
     model_config = ConfigDict(
-        extra='allow',
+        extra='forbid',
     )
     model: str = Field(
         ..., max_length=200, min_length=1, pattern='^[A-Za-z0-9][A-Za-z0-9_.:/-]*$'
@@ -814,8 +956,30 @@ class ChatCompletionRequest(BaseModel):
     stream: bool | None = None
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    seed: int | None = Field(None, ge=-9223372036854775808, le=9223372036854775807)
+    logit_bias: dict[str, LogitBias] | None = Field(
+        None,
+        description='Token id (as text) to a bias from -100 to 100.',
+        max_length=1024,
+    )
     max_tokens: int | None = Field(None, ge=1, le=1000000)
     max_completion_tokens: int | None = Field(None, ge=1, le=1000000)
+    n: int | None = Field(None, description='How many choices.', ge=1, le=128)
+    stop: Stop | Stop1 | None = Field(
+        None,
+        description='Up to 4 sequences where the answer stops (they are not part of it).',
+    )
+    tools: list[ChatCompletionTool] | None = Field(None, max_length=128)
+    tool_choice: ToolChoice | ChatCompletionNamedToolChoice | None = Field(
+        None,
+        description='`none`, `auto` (the default), `required`, or a named function.',
+    )
+    parallel_tool_calls: bool | None = None
+    response_format: ChatCompletionResponseFormat | None = None
+    user: str | None = Field(None, max_length=256)
 
 
 class Message1(BaseModel):
@@ -824,6 +988,7 @@ class Message1(BaseModel):
     )
     role: Literal['assistant']
     content: str | None = Field(...)
+    tool_calls: list[ChatCompletionToolCall] | None = None
 
 
 class Choice(BaseModel):
@@ -832,7 +997,10 @@ class Choice(BaseModel):
     )
     index: int
     message: Message1
-    finish_reason: str
+    finish_reason: str = Field(
+        ...,
+        description='`stop`, `length` or `tool_calls` (an upstream may send others).',
+    )
 
 
 class Usage1(BaseModel):
@@ -854,6 +1022,80 @@ class ChatCompletion(BaseModel):
     model: str
     choices: list[Choice]
     usage: Usage1
+
+
+class Input(RootModel[str]):
+    root: str = Field(
+        ...,
+        description='A text, or up to 2048 texts.',
+        max_length=100000,
+        min_length=1,
+        pattern='^[^\\u0000]*$',
+    )
+
+
+class Input1Item(RootModel[str]):
+    root: str = Field(..., max_length=100000, min_length=1, pattern='^[^\\u0000]*$')
+
+
+class Input1(RootModel[list[Input1Item]]):
+    root: list[Input1Item] = Field(
+        ..., description='A text, or up to 2048 texts.', max_length=2048, min_length=1
+    )
+
+
+class EncodingFormat(StrEnum):
+    float = 'float'
+    base64 = 'base64'
+
+
+class EmbeddingRequest(BaseModel):
+    """
+    OpenAI's request. Token arrays as input are refused (the model has its own tokenizer).
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    model: str = Field(
+        ..., max_length=200, min_length=1, pattern='^[A-Za-z0-9][A-Za-z0-9_.:/-]*$'
+    )
+    input: Input | Input1 = Field(..., description='A text, or up to 2048 texts.')
+    encoding_format: EncodingFormat | None = None
+    dimensions: int | None = Field(
+        None, description="Only the model's own (384) can be honoured.", ge=1, le=100000
+    )
+    user: str | None = Field(None, max_length=256)
+
+
+class Datum(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    object: Literal['embedding']
+    index: int
+    embedding: list[float] | str = Field(
+        ...,
+        description='Floats, or base64 of little-endian float32 with `encoding_format=base64`.',
+    )
+
+
+class Usage2(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    object: Literal['list']
+    data: list[Datum]
+    model: str
+    usage: Usage2
 
 
 class Kind(StrEnum):
@@ -1343,7 +1585,8 @@ class ToolExecution(BaseModel):
     error: str | None = Field(...)
     duration_ms: float
     caller: str = Field(
-        ..., description='The API key (`key:…`), or `task:…` / `turn:…`.'
+        ...,
+        description="The API key (`key:…`), or `task:…` / `turn:…` / `openai:chatcmpl_…` (an agent's tool in a /v1 chat completion).",
     )
     task_id: str | None = Field(...)
     turn_id: str | None = Field(...)

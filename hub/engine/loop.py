@@ -1,14 +1,18 @@
 """The agent loop: call the model; when it answers with tool calls, run them, feed the
 results back, and call it again, up to the agent's ``max_steps`` model calls.
 
-Tasks (``hub.runtime.worker``) and chat turns (``hub.engine.turns``) both run it. Its whole state
+Tasks (``hub.runtime.worker``), chat turns (``hub.engine.turns``) and the OpenAI-compatible
+chat completions of an agent (``hub.engine.completions``) run it. Its whole state
 is a JSON document (:class:`LoopState`: the messages so far and the tool calls not yet
 answered), so a loop that must wait for a person (a tool with ``requires_approval``) stops
 holding anything: the owner stores the state with the pending approval, and once the
 approval is decided a new loop picks the state up and goes on exactly where it stopped.
 
 A tool's failure goes back to the model as the tool's result (``{"error": …}``), never out
-of the loop. A provider's failure (a :class:`~hub.core.problems.Problem`) is raised to the owner.
+of the loop. *Client tools* (``client_tools``: offered to the model, run by whoever asked) are
+never run here: a model call that asks for one ends the run with the ``handoff`` outcome,
+carrying those calls, once the agent's own calls of that model call have run. A provider's
+failure (a :class:`~hub.core.problems.Problem`) is raised to the owner.
 
 Steps (each model call and each tool call, with timing) and the usage row of each model call
 are buffered in :attr:`AgentLoop.pending` and written by the owner in the transaction that
@@ -107,7 +111,8 @@ class LoopState:
 
 @dataclass
 class Outcome:
-    """How a run ended: ``completed``, ``paused`` (``approval`` waits) or ``stopped``."""
+    """How a run ended: ``completed``, ``paused`` (``approval`` waits), ``stopped`` or
+    ``handoff`` (``client_calls`` are for the caller to run)."""
 
     kind: str
     state: LoopState
@@ -117,6 +122,7 @@ class Outcome:
     ask: dict | None = None  # the approval to create, when paused on a new one
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    client_calls: list[ToolCall] = field(default_factory=list)
 
 
 # --- the loop ----------------------------------------------------------------------------
@@ -124,7 +130,8 @@ class Outcome:
 
 @dataclass
 class Owner:
-    """Who runs the loop: a task (``tsk_…``) or a chat turn (``trn_…``)."""
+    """Who runs the loop: a task (``tsk_…``), a chat turn (``trn_…``) or an OpenAI-compatible
+    chat completion (``chatcmpl_…``, which stores no steps: nothing would show them)."""
 
     id: str
     attempt: int
@@ -135,6 +142,8 @@ class Owner:
 
     @property
     def call(self) -> Call:
+        if self.id.startswith("chatcmpl_"):
+            return Call(caller=f"openai:{self.id}", agent_id=self.agent_id, trace_id=self.trace_id)
         if self.id.startswith("tsk_"):
             return Call(
                 caller=f"task:{self.id}",
@@ -152,7 +161,13 @@ class Owner:
 
     @property
     def usage_source(self) -> str:
+        if self.id.startswith("chatcmpl_"):
+            return "openai"
         return "task" if self.id.startswith("tsk_") else "chat"
+
+    @property
+    def keeps_steps(self) -> bool:
+        return not self.id.startswith("chatcmpl_")
 
 
 class AgentLoop:
@@ -168,13 +183,23 @@ class AgentLoop:
         emit: Emit | None = None,
         stop: asyncio.Event | None = None,
         should_stop: Callable[[], Awaitable[bool]] | None = None,
+        client_tools: list[ToolSpec] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> None:
+        """``options`` are more :class:`CompletionRequest` fields for every model call, but
+        a ``tool_choice`` that forces a call (``required``, a named function) applies to the
+        first model call of a run only, so the loop cannot call tools forever."""
         self.owner = owner
         self.provider = provider
         self.model = model
         self.tools = tools
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.client_tools = list(client_tools or [])
+        self.options = dict(options or {})
+        self._model_calls = 0
+        self._handoff: list[ToolCall] = []
+        self._handoff_text = ""
         self._emit = emit
         self.stop = stop or asyncio.Event()
         self._should_stop = should_stop
@@ -207,10 +232,12 @@ class AgentLoop:
         went away) leaves them for the next try."""
         if not self.pending:
             return
-        index = next_step_index(self.owner.id)
+        index = next_step_index(self.owner.id) if self.owner.keeps_steps else 0
         written = len(self.pending)
         for kind, fields in self.pending:
             if kind == "step":
+                if not self.owner.keeps_steps:
+                    continue
                 Step.create(
                     owner_id=self.owner.id, index=index, attempt=self.owner.attempt, **fields
                 )
@@ -248,6 +275,10 @@ class AgentLoop:
                     )
                 )
                 loop_state.pending_calls.pop(0)
+            if self._handoff:
+                outcome = self._outcome("handoff", loop_state, "tool_calls", self._handoff_text)
+                outcome.client_calls = self._handoff
+                return outcome
             if loop_state.model_calls >= self.owner.max_steps:
                 return self._outcome("completed", loop_state, "max_steps", _last_text(loop_state))
             if await self.stopping():
@@ -264,8 +295,13 @@ class AgentLoop:
             )
             if not calls:
                 return self._outcome("completed", loop_state, finish, text)
+            theirs = {t.name for t in self.client_tools}
+            self._handoff = [c for c in calls if c.name in theirs]
+            self._handoff_text = text
             loop_state.pending_calls = [
-                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls
+                {"id": c.id, "name": c.name, "arguments": c.arguments}
+                for c in calls
+                if c.name not in theirs
             ]
 
     def _outcome(self, kind: str, loop_state: LoopState, finish: str, text: str = "") -> Outcome:
@@ -282,12 +318,18 @@ class AgentLoop:
 
     async def _model(self, loop_state: LoopState) -> tuple[str, list[ToolCall], str]:
         offered = [ToolSpec(t.name, t.description, t.parameters) for t in self.tools.values()]
+        offered += self.client_tools
+        options = dict(self.options)
+        if self._model_calls and options.get("tool_choice") not in (None, "auto", "none"):
+            options.pop("tool_choice")  # forced once; after that the model decides
+        self._model_calls += 1
         request = CompletionRequest(
             model=self.model,
             messages=[message_from_json(m) for m in loop_state.messages],
             temperature=self.temperature,
             max_tokens=self.max_tokens,
             tools=offered or None,
+            **options,
         )
         started_at, started = utcnow(), time.perf_counter()
         first: float | None = None

@@ -6,7 +6,13 @@ Every adapter (``builtin``, ``openai``) speaks the same async interface:
 - ``stream(request)`` is an async generator of :class:`TokenDelta` (text as it comes),
   :class:`ToolCallDelta` (one *complete* tool call, never a fragment) and exactly one final
   :class:`StreamEnd` (finish reason and usage). A stream that stops without a ``StreamEnd``
-  failed: it raised.
+  failed: it raised. A request for ``n`` choices tags each delta with its choice's ``index``;
+  the ``StreamEnd`` then carries every choice's finish reason and the usage of them all.
+- ``check(request)`` refuses, before anything is sent, a request the adapter cannot honour
+  (:class:`UnsupportedParameter`, a 400 naming the parameter): a parameter is honoured or
+  refused, never dropped. Adapters that forward every parameter to an upstream refuse
+  nothing themselves; the upstream's own refusal comes back as an :class:`UpstreamError`
+  with its status (400) and its error object.
 
 Failures are problems from :mod:`hub.core.problems`, so a handler can let them through:
 :class:`UpstreamError` (502, the upstream answered an error or could not be reached),
@@ -23,7 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from hub.core.problems import ProviderError, ProviderTimeout, ServiceUnavailable
+from hub.core.problems import BadRequest, ProviderError, ProviderTimeout, ServiceUnavailable
 
 # --- messages and requests ---------------------------------------------------------------
 
@@ -55,22 +61,52 @@ class ChatMessage:
 
 @dataclass(frozen=True)
 class ToolSpec:
-    """A tool the model may call; ``parameters`` is a JSON Schema for its arguments."""
+    """A tool the model may call; ``parameters`` is a JSON Schema for its arguments;
+    ``strict`` is OpenAI's strict mode for them (``None``: not asked)."""
 
     name: str
     description: str
     parameters: dict[str, Any]
+    strict: bool | None = None
 
 
 @dataclass(frozen=True)
 class CompletionRequest:
-    """What to ask: ``model`` is the provider's own model name (no ``provider/`` prefix)."""
+    """What to ask: ``model`` is the provider's own model name (no ``provider/`` prefix).
+
+    The fields after ``tools`` are OpenAI's other request parameters, as the client sent them
+    (``None``: not sent): ``tool_choice`` (``"none"``, ``"auto"``, ``"required"`` or
+    ``{"type": "function", "function": {"name": …}}``), ``response_format`` (``{"type":
+    "text" | "json_object" | "json_schema", "json_schema": {…}}``), ``stop`` (sequences), ``n``
+    (choices) and the sampling ones. An adapter forwards them or refuses them (``check``).
+    """
 
     model: str
     messages: list[ChatMessage]
     temperature: float | None = None
     max_tokens: int | None = None
     tools: list[ToolSpec] | None = None
+    max_completion_tokens: int | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    n: int | None = None
+    stop: tuple[str, ...] | None = None
+    top_p: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    seed: int | None = None
+    logit_bias: dict[str, float] | None = None
+    user: str | None = None
+
+    @property
+    def token_limit(self) -> int | None:
+        """The most completion tokens to produce (``max_completion_tokens`` wins)."""
+        return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def choices(self) -> int:
+        return self.n or 1
 
 
 @dataclass(frozen=True)
@@ -98,9 +134,11 @@ class Completion:
 
 @dataclass(frozen=True)
 class TokenDelta:
-    """The next piece of the answer's text; joining every delta gives the whole text."""
+    """The next piece of the answer's text; joining every delta gives the whole text.
+    ``index`` is the choice it belongs to (always 0 unless the request asked ``n`` > 1)."""
 
     text: str
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -108,14 +146,23 @@ class ToolCallDelta:
     """A complete tool call (adapters assemble upstream fragments before yielding it)."""
 
     call: ToolCall
+    index: int = 0
 
 
 @dataclass(frozen=True)
 class StreamEnd:
-    """The last event of every successful stream."""
+    """The last event of every successful stream: the first choice's finish reason, and
+    with ``n`` > 1 every choice's in ``finish_reasons``; ``usage`` covers them all."""
 
     finish_reason: str
     usage: Usage
+    finish_reasons: tuple[str, ...] = ()
+
+    def reason(self, index: int) -> str:
+        """Choice ``index``'s finish reason."""
+        if index < len(self.finish_reasons):
+            return self.finish_reasons[index]
+        return self.finish_reason
 
 
 StreamEvent = TokenDelta | ToolCallDelta | StreamEnd
@@ -126,12 +173,26 @@ StreamEvent = TokenDelta | ToolCallDelta | StreamEnd
 TIMEOUT_STATUSES = frozenset({408, 504})
 
 
+class UnsupportedParameter(BadRequest):
+    """400: the model cannot honour ``param`` (a top-level request field, e.g.
+    ``response_format``) as asked. ``code`` is ``unsupported_parameter`` (the parameter at
+    all) or ``unsupported_value`` (this value of it), as OpenAI names them."""
+
+    code = "unsupported_parameter"
+
+    def __init__(self, param: str, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail, errors=[{"field": f"body.{param}", "message": detail}], code=code)
+        self.param = param
+
+
 class UpstreamError(ProviderError):
     """502: the upstream answered an error status, or could not be reached at all.
 
     ``upstream_status`` is the status the upstream answered (``None`` when there was no
     answer, e.g. connection refused); ``retry_after`` the seconds its ``Retry-After`` header
     asked for, when it sent one. Both also appear in the problem body, with ``provider``.
+    ``upstream_error`` is the ``error`` object of an OpenAI-shaped error body, when the
+    upstream sent one (``message``, ``type``, ``param``, ``code``).
     """
 
     def __init__(
@@ -141,6 +202,7 @@ class UpstreamError(ProviderError):
         upstream_status: int | None = None,
         retry_after: float | None = None,
         provider: str | None = None,
+        upstream_error: dict[str, Any] | None = None,
         **kw: Any,
     ) -> None:
         extra = {"upstream_status": upstream_status, "provider": provider}
@@ -149,6 +211,7 @@ class UpstreamError(ProviderError):
         self.upstream_status = upstream_status
         self.retry_after = retry_after
         self.provider = provider
+        self.upstream_error = upstream_error
 
 
 class UpstreamTimeout(ProviderTimeout):
@@ -197,11 +260,18 @@ def upstream_failure(
     *,
     retry_after: float | None = None,
     provider: str | None = None,
+    upstream_error: dict[str, Any] | None = None,
 ) -> UpstreamError | UpstreamTimeout:
     """The error for an upstream that answered ``status``: 408 and 504 are timeouts."""
     if status in TIMEOUT_STATUSES:
         return UpstreamTimeout(detail, upstream_status=status, provider=provider)
-    return UpstreamError(detail, upstream_status=status, retry_after=retry_after, provider=provider)
+    return UpstreamError(
+        detail,
+        upstream_status=status,
+        retry_after=retry_after,
+        provider=provider,
+        upstream_error=upstream_error,
+    )
 
 
 # --- tokens ------------------------------------------------------------------------------
@@ -245,6 +315,11 @@ class Provider(abc.ABC):
         """Answer ``request`` in one piece (by default: collect :meth:`stream`)."""
         return await collect(self.stream(request))
 
+    def check(self, request: CompletionRequest) -> None:
+        """Raise :class:`UnsupportedParameter` for a parameter of ``request`` this adapter
+        cannot honour (by default none: the adapter forwards them all)."""
+        return None
+
     @abc.abstractmethod
     def models(self) -> list[str]:
         """The model names this provider offers, as far as known without I/O."""
@@ -255,14 +330,15 @@ class Provider(abc.ABC):
 
 
 async def collect(events: AsyncIterator[StreamEvent]) -> Completion:
-    """Gather a stream into a :class:`Completion`; a stream without ``StreamEnd`` is an error."""
+    """Gather a stream into a :class:`Completion` (of the first choice, when there are
+    several); a stream without ``StreamEnd`` is an error."""
     parts: list[str] = []
     calls: list[ToolCall] = []
     end: StreamEnd | None = None
     async for event in events:
-        if isinstance(event, TokenDelta):
+        if isinstance(event, TokenDelta) and event.index == 0:
             parts.append(event.text)
-        elif isinstance(event, ToolCallDelta):
+        elif isinstance(event, ToolCallDelta) and event.index == 0:
             calls.append(event.call)
         elif isinstance(event, StreamEnd):
             end = event
@@ -285,6 +361,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "ToolSpec",
+    "UnsupportedParameter",
     "UpstreamError",
     "UpstreamTimeout",
     "Usage",

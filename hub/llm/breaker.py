@@ -226,6 +226,9 @@ class GuardedProvider(Provider):
     def models(self) -> list[str]:
         return self.provider.models()
 
+    def check(self, request: CompletionRequest) -> None:
+        self.provider.check(request)
+
     async def list_models(self, *, refresh: bool = False) -> list[str]:
         return await self.provider.list_models(refresh=refresh)
 

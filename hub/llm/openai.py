@@ -4,7 +4,12 @@
 ``stream: true`` and ``stream_options: {"include_usage": true}``, reads the server-sent
 events until ``data: [DONE]``, assembles tool-call fragments by their ``index`` into whole
 calls (yielded after the text, before :class:`StreamEnd`) and takes ``usage`` from the final
-chunk, or counts tokens locally (:func:`count_tokens`) when the server sends none.
+chunk, or counts tokens locally (:func:`count_tokens`) when the server sends none. Every
+OpenAI parameter of the request (tools, ``tool_choice``, ``response_format``, ``stop``,
+``n``, ``seed`` …) is forwarded as the client sent it, so this adapter refuses nothing: the
+upstream honours a parameter or answers 400, which comes back as :class:`UpstreamError` with
+the upstream's ``error`` object. With ``n`` > 1 the stream tags each delta with its choice
+(``complete()`` answers the first choice only).
 ``list_models()`` asks ``GET {base_url}/models`` once and caches the answer; ``models()``
 returns that cache, or the configured names until it is filled (or when the upstream
 cannot list models).
@@ -50,6 +55,7 @@ from hub.llm.base import (
     TokenDelta,
     ToolCall,
     ToolCallDelta,
+    ToolSpec,
     UpstreamError,
     UpstreamTimeout,
     Usage,
@@ -82,23 +88,59 @@ class Secret:
     __str__ = __repr__
 
 
+def arguments_to_wire(arguments: dict[str, Any]) -> str:
+    """Tool-call arguments as the wire carries them: JSON text (malformed text that
+    :func:`parse_arguments` kept as ``{"_raw": text}`` goes back as it came)."""
+    if set(arguments) == {RAW_ARGUMENTS} and isinstance(arguments[RAW_ARGUMENTS], str):
+        return arguments[RAW_ARGUMENTS]
+    return json.dumps(arguments)
+
+
+def tool_call_to_wire(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": arguments_to_wire(call.arguments)},
+    }
+
+
 def message_to_wire(message: ChatMessage) -> dict[str, Any]:
     """A :class:`ChatMessage` in the OpenAI chat shape."""
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.tool_calls:
-        out["tool_calls"] = [
-            {
-                "id": call.id,
-                "type": "function",
-                "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
-            }
-            for call in message.tool_calls
-        ]
+        out["tool_calls"] = [tool_call_to_wire(call) for call in message.tool_calls]
     if message.tool_call_id is not None:
         out["tool_call_id"] = message.tool_call_id
     if message.name is not None:
         out["name"] = message.name
     return out
+
+
+# Parameters forwarded as they are when set (``None``: not sent).
+FORWARDED = (
+    "temperature",
+    "max_tokens",
+    "max_completion_tokens",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "n",
+    "top_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "logit_bias",
+    "user",
+)
+
+
+def tool_to_wire(tool: ToolSpec) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
+    if tool.description:
+        function["description"] = tool.description
+    if tool.strict is not None:
+        function["strict"] = tool.strict
+    return {"type": "function", "function": function}
 
 
 def request_to_wire(request: CompletionRequest, *, stream: bool) -> dict[str, Any]:
@@ -107,22 +149,14 @@ def request_to_wire(request: CompletionRequest, *, stream: bool) -> dict[str, An
         "model": request.model,
         "messages": [message_to_wire(m) for m in request.messages],
     }
-    if request.temperature is not None:
-        body["temperature"] = request.temperature
-    if request.max_tokens is not None:
-        body["max_tokens"] = request.max_tokens
+    for name in FORWARDED:
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = value
+    if request.stop:
+        body["stop"] = list(request.stop)
     if request.tools:
-        body["tools"] = [
-            {
-                "type": "function",
-                "function": {
-                    "name": tool.name,
-                    "description": tool.description,
-                    "parameters": tool.parameters,
-                },
-            }
-            for tool in request.tools
-        ]
+        body["tools"] = [tool_to_wire(tool) for tool in request.tools]
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -277,8 +311,8 @@ class OpenAIProvider(Provider):
         self, response: httpx.Response, request: CompletionRequest
     ) -> AsyncIterator[StreamEvent]:
         text: list[str] = []
-        fragments: dict[int, dict[str, Any]] = {}
-        finish: str | None = None
+        fragments: dict[tuple[int, int], dict[str, Any]] = {}  # (choice, call index) → call
+        finishes: dict[int, str] = {}
         usage: Usage | None = None
         done = False
         async with contextlib.aclosing(self._sse_data(response)) as stream:
@@ -295,39 +329,47 @@ class OpenAIProvider(Provider):
                 if chunk.get("error"):
                     raise self._stream_error(chunk["error"])
                 usage = parse_usage(chunk.get("usage")) or usage
-                for choice in chunk.get("choices") or []:
+                for position, choice in enumerate(chunk.get("choices") or []):
+                    index = choice.get("index")
+                    index = index if isinstance(index, int) else position
                     delta = choice.get("delta") or {}
                     if delta.get("content"):
                         text.append(delta["content"])
-                        yield TokenDelta(delta["content"])
-                    for position, frag in enumerate(delta.get("tool_calls") or []):
-                        index = frag.get("index")
-                        index = index if isinstance(index, int) else position
-                        slot = fragments.setdefault(index, {"id": "", "name": "", "arguments": ""})
+                        yield TokenDelta(delta["content"], index)
+                    for order, frag in enumerate(delta.get("tool_calls") or []):
+                        at = frag.get("index")
+                        at = at if isinstance(at, int) else order
+                        slot = fragments.setdefault(
+                            (index, at), {"id": "", "name": "", "arguments": ""}
+                        )
                         function = frag.get("function") or {}
                         slot["id"] = slot["id"] or frag.get("id") or ""
                         slot["name"] = slot["name"] or function.get("name") or ""
                         slot["arguments"] += function.get("arguments") or ""
-                    finish = choice.get("finish_reason") or finish
-        if not done and finish is None:
+                    if choice.get("finish_reason"):
+                        finishes[index] = choice["finish_reason"]
+        if not done and not finishes:
             raise UpstreamError(
                 "The upstream closed the stream before it finished.", provider=self.id
             )
-        calls = [
-            ToolCall(
-                slot["id"] or f"call_{index}", slot["name"], parse_arguments(slot["arguments"])
+        called: set[int] = set()
+        for (index, at), slot in sorted(fragments.items()):
+            called.add(index)
+            call_id = slot["id"] or f"call_{at}"
+            yield ToolCallDelta(
+                ToolCall(call_id, slot["name"], parse_arguments(slot["arguments"])), index
             )
-            for index, slot in sorted(fragments.items())
-        ]
-        for call in calls:
-            yield ToolCallDelta(call)
         if usage is None:
             usage = Usage(
                 count_prompt_tokens(request.messages),
                 count_tokens("".join(text))
                 + sum(count_tokens(slot["arguments"]) for slot in fragments.values()),
             )
-        yield StreamEnd(finish or ("tool_calls" if calls else "stop"), usage)
+        count = max([request.choices - 1, *finishes, *called]) + 1
+        reasons = tuple(
+            finishes.get(i) or ("tool_calls" if i in called else "stop") for i in range(count)
+        )
+        yield StreamEnd(reasons[0], usage, reasons if count > 1 else ())
 
     async def _sse_data(self, response: httpx.Response) -> AsyncIterator[str]:
         """The ``data`` of each server-sent event (multi-line data joined by newlines)."""
@@ -438,7 +480,22 @@ class OpenAIProvider(Provider):
             f"The upstream answered {response.status_code}: {self._snippet(snippet)}",
             retry_after=retry_after_seconds(response.headers.get("retry-after")),
             provider=self.id,
+            upstream_error=self._error_object(snippet),
         )
+
+    def _error_object(self, text: str) -> dict[str, Any] | None:
+        """The ``error`` object of an OpenAI-shaped error body (scrubbed), if it is one."""
+        try:
+            error = json.loads(text).get("error")
+        except (ValueError, AttributeError):
+            return None
+        if not isinstance(error, dict):
+            return None
+        fields = ("message", "type", "param", "code")
+        return {
+            name: self._scrub(error[name]) if isinstance(error.get(name), str) else None
+            for name in fields
+        }
 
     def _stream_error(self, error: Any) -> UpstreamError | UpstreamTimeout:
         status = error.get("code") if isinstance(error, dict) else None

@@ -1,182 +1,262 @@
-"""The OpenAI-compatible API: agents and provider models as models, chat completions.
+"""The OpenAI-compatible API's models and embeddings, and its request shapes.
 
-Stateless (nothing is stored but the audit entry): ``model`` is an agent id, whose system
-prompt, temperature and max_tokens apply, or ``provider/model``.
+Models are the active agents (by id), every provider's models (``provider/model``) and, when
+the ``semantic`` extra is installed, the embedding model. Chat completions themselves run in
+:mod:`hub.engine.completions` (an agent's own tools run in its loop); what they read from
+the request — messages, tools and the other parameters, checked the way OpenAI checks them
+— is translated here, as 400s naming the ``param`` for what does not hold together.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import base64
+import struct
+from typing import Any
 
 from db import agents
-from db.base import new_id
-from hub.core.problems import Conflict, NotFound, Problem, openai_error
-from hub.llm import (
-    ChatMessage,
-    CompletionRequest,
-    GuardedProvider,
-    StreamEnd,
-    TokenDelta,
-    Usage,
-    collect,
+from hub.core.problems import BadRequest, NotFound, ValidationFailed
+from hub.llm import ChatMessage, ToolCall, ToolSpec, UnsupportedParameter, count_tokens
+from hub.llm import embeddings as embedder
+from hub.llm.openai import parse_arguments
+from hub.services import providers
+
+EMBEDDING_MODEL = embedder.MODEL_NAME
+
+# Request fields that go to the model as they are (CompletionRequest has a field for each).
+OPTIONS = (
+    "max_completion_tokens",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "n",
+    "top_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "logit_bias",
+    "user",
 )
-from hub.services import providers, usage
+
+# --- models ------------------------------------------------------------------------------
 
 
-@dataclass
-class Call:
-    provider: GuardedProvider
-    request: CompletionRequest
-    model: str  # as the client named it
-    agent_id: str | None = None
+def _model(id: str, created: int, owned_by: str) -> dict:
+    return {"id": id, "object": "model", "created": created, "owned_by": owned_by}
 
-    def account(self, status: str, used: Usage | None, started: float) -> None:
-        """Record the call's usage (a database write: run it in a worker thread)."""
-        usage.record(
-            source="openai",
-            provider=self.provider.id,
-            model=self.request.model,
-            status=status,
-            prompt_tokens=used.prompt_tokens if used else 0,
-            completion_tokens=used.completion_tokens if used else 0,
-            latency_ms=round((time.perf_counter() - started) * 1000, 3),
-            agent_id=self.agent_id,
-        )
+
+def _agent_model(agent: agents.Agent) -> dict:
+    return _model(agent.id, int(agent.created_at.timestamp()), "aether-hub")
 
 
 def list_models() -> dict:
     data = [
-        {
-            "id": agent.id,
-            "object": "model",
-            "created": int(agent.created_at.timestamp()),
-            "owned_by": "aether-hub",
-        }
-        for agent in agents.listing(status="active").order_by(agents.Agent.id)
+        _agent_model(agent) for agent in agents.listing(status="active").order_by(agents.Agent.id)
     ]
     for provider in providers.registry():
-        data += [
-            {
-                "id": f"{provider.id}/{name}",
-                "object": "model",
-                "created": 0,
-                "owned_by": provider.id,
-            }
-            for name in provider.models()
-        ]
+        data += [_model(f"{provider.id}/{name}", 0, provider.id) for name in provider.models()]
+    if embedder.available():
+        data.append(_model(EMBEDDING_MODEL, 0, "aether-hub"))
     return {"object": "list", "data": data}
 
 
-def _text(content) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    return "".join(part.get("text", "") for part in content if part.get("type") == "text")
+def get_model(model: str) -> dict:
+    """One model that :func:`list_models` lists, or 404 ``model_not_found``."""
+    if "/" in model:
+        provider_id, _, name = model.partition("/")
+        if provider_id in providers.registry():
+            provider = providers.registry().get(provider_id)
+            if name in provider.models():
+                return _model(model, 0, provider.id)
+    elif model == EMBEDDING_MODEL:
+        if embedder.available():
+            return _model(model, 0, "aether-hub")
+    else:
+        agent = agents.get(model)
+        if agent is not None and agent.status == "active":
+            return _agent_model(agent)
+    raise model_not_found(model)
 
 
-def prepare(body: dict) -> Call:
-    """Resolve the model and build the provider request (reads the agent: a worker thread)."""
-    model = body["model"]
-    registry = providers.registry()
-    messages = [
-        ChatMessage(
-            role="system" if m["role"] == "developer" else m["role"],
-            content=_text(m.get("content")),
-            tool_call_id=m.get("tool_call_id"),
-            name=m.get("name"),
+def model_not_found(model: str) -> NotFound:
+    return NotFound(f"The model {model!r} does not exist.", code="model_not_found")
+
+
+# --- embeddings --------------------------------------------------------------------------
+
+
+def create_embeddings(body: dict) -> dict:
+    """Embed ``input`` with the semantic extra's model (blocking: a worker thread)."""
+    if not embedder.available():
+        raise _embeddings_unavailable(None)
+    if body["model"] != EMBEDDING_MODEL:
+        raise NotFound(
+            f"The model {body['model']!r} does not exist; the embedding model is "
+            f"{EMBEDDING_MODEL!r}.",
+            code="model_not_found",
         )
-        for m in body["messages"]
-    ]
-    temperature = body.get("temperature")
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and dimensions != embedder.DIMENSIONS:
+        raise UnsupportedParameter(
+            "dimensions",
+            f"{EMBEDDING_MODEL} makes {embedder.DIMENSIONS} dimensions; it cannot shorten them.",
+            code="unsupported_value",
+        )
+    texts = [body["input"]] if isinstance(body["input"], str) else list(body["input"])
     try:
-        if "/" in model:
-            provider, name = registry.resolve(model)
-        else:
-            agent = agents.get(model)
-            if agent is None:
-                raise NotFound(f"The model {model!r} does not exist.", code="model_not_found")
-            if agent.status != "active":
-                raise Conflict(f"Agent {model!r} is {agent.status}.", code="agent_not_active")
-            provider, name = registry.resolve(agent.model)
-            if agent.system_prompt:
-                messages.insert(0, ChatMessage(role="system", content=agent.system_prompt))
-            temperature = agent.temperature if temperature is None else temperature
-            max_tokens = max_tokens or agent.max_tokens
-    except NotFound as exc:
-        if exc.code == "model_not_found":
-            raise
-        raise NotFound(f"The model {model!r} does not exist.", code="model_not_found") from exc
-    request = CompletionRequest(
-        model=name, messages=messages, temperature=temperature, max_tokens=max_tokens
-    )
-    return Call(provider, request, model, None if "/" in model else model)
-
-
-def _usage(usage: Usage) -> dict:
+        vectors = embedder.embed(texts)
+    except embedder.EmbeddingsUnavailable as exc:
+        raise _embeddings_unavailable(str(exc)) from None
+    as_base64 = body.get("encoding_format") == "base64"
+    tokens = sum(count_tokens(text) for text in texts)
     return {
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    }
-
-
-async def complete(call: Call) -> dict:
-    started = time.perf_counter()
-    try:
-        result = await collect(call.provider.stream(call.request))
-    except Problem:
-        await asyncio.to_thread(call.account, "error", None, started)
-        raise
-    await asyncio.to_thread(call.account, "ok", result.usage, started)
-    return {
-        "id": new_id("chatcmpl"),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": call.model,
-        "choices": [
+        "object": "list",
+        "data": [
             {
-                "index": 0,
-                "message": {"role": "assistant", "content": result.content},
-                "finish_reason": result.finish_reason,
+                "object": "embedding",
+                "index": index,
+                "embedding": _base64(vector) if as_base64 else vector,
             }
+            for index, vector in enumerate(vectors)
         ],
-        "usage": _usage(result.usage),
+        "model": EMBEDDING_MODEL,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }
 
 
-async def stream(call: Call, *, include_usage: bool) -> AsyncIterator[bytes]:
-    """``chat.completion.chunk`` events in OpenAI's framing (``data:`` lines, ``[DONE]``)."""
-    completion_id, created = new_id("chatcmpl"), int(time.time())
+def _embeddings_unavailable(detail: str | None) -> BadRequest:
+    message = str(embedder.EmbeddingsUnavailable(detail))
+    return BadRequest(
+        f"Embeddings are not available on this hub. {message}",
+        errors=[{"field": "body.model", "message": "the semantic extra is not installed"}],
+        code="embeddings_unavailable",
+    )
 
-    def chunk(delta: dict, finish: str | None = None, **extra) -> bytes:
-        body = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": call.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            **extra,
-        }
-        return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
-    started = time.perf_counter()
-    yield chunk({"role": "assistant", "content": ""})
-    try:
-        async for event in call.provider.stream(call.request):
-            if isinstance(event, TokenDelta):
-                yield chunk({"content": event.text})
-            elif isinstance(event, StreamEnd):
-                await asyncio.to_thread(call.account, "ok", event.usage, started)
-                yield chunk({}, event.finish_reason)
-                if include_usage:
-                    usage_chunk = json.loads(chunk({})[6:])
-                    usage_chunk.update(choices=[], usage=_usage(event.usage))
-                    yield b"data: " + json.dumps(usage_chunk).encode() + b"\n\n"
-    except Problem as problem:
-        await asyncio.to_thread(call.account, "error", None, started)
-        yield b"data: " + json.dumps(openai_error(problem, None)).encode() + b"\n\n"
-    yield b"data: [DONE]\n\n"
+def _base64(vector: list[float]) -> str:
+    """Little-endian float32, base64-encoded: what OpenAI sends for ``encoding_format=base64``."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+# --- chat completion requests --------------------------------------------------------------
+
+
+def invalid(param: str, message: str) -> ValidationFailed:
+    """A 400 for a request that does not hold together, naming ``param``."""
+    return ValidationFailed(
+        f"{param}: {message}", errors=[{"field": f"body.{param}", "message": message}]
+    )
+
+
+def _text(content: Any, at: int) -> str | None:
+    if content is None or isinstance(content, str):
+        return content
+    for position, part in enumerate(content):
+        if part.get("type") != "text":
+            raise UnsupportedParameter(
+                f"messages.{at}.content.{position}.type",
+                f"Only text parts are supported, not {part.get('type')!r}.",
+                code="unsupported_value",
+            )
+    return "".join(part.get("text", "") for part in content)
+
+
+def messages(raw: list[dict]) -> list[ChatMessage]:
+    """The conversation, with OpenAI's rules for tool calls: each ``tool`` message answers a
+    call of the assistant message before it, and every call is answered before anything
+    else is said."""
+    out: list[ChatMessage] = []
+    unanswered: list[str] = []
+    asked_at = 0
+    for at, message in enumerate(raw):
+        role = message["role"]
+        content = _text(message.get("content"), at)
+        calls = None
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if not call_id:
+                raise invalid(f"messages.{at}.tool_call_id", "a tool message names the call")
+            if call_id not in unanswered:
+                raise invalid(
+                    f"messages.{at}.tool_call_id",
+                    f"{call_id!r} is not a call of the assistant message before it",
+                )
+            unanswered.remove(call_id)
+            if content is None:
+                raise invalid(f"messages.{at}.content", "a tool message carries the result")
+        else:
+            if unanswered:
+                raise invalid(
+                    f"messages.{asked_at}.tool_calls",
+                    f"the calls {', '.join(unanswered)} have no tool message answering them",
+                )
+            if message.get("tool_calls"):
+                if role != "assistant":
+                    raise invalid(f"messages.{at}.tool_calls", "only assistant messages call")
+                calls = [
+                    ToolCall(
+                        c["id"],
+                        c["function"]["name"],
+                        parse_arguments(c["function"].get("arguments")),
+                    )
+                    for c in message["tool_calls"]
+                ]
+                unanswered, asked_at = [c.id for c in calls], at
+            elif content is None:
+                raise invalid(f"messages.{at}.content", "required unless the message calls tools")
+        out.append(
+            ChatMessage(
+                role="system" if role == "developer" else role,
+                content=content,
+                tool_calls=calls,
+                tool_call_id=message.get("tool_call_id") if role == "tool" else None,
+                name=message.get("name"),
+            )
+        )
+    if unanswered:
+        raise invalid(
+            f"messages.{asked_at}.tool_calls",
+            f"the calls {', '.join(unanswered)} have no tool message answering them",
+        )
+    return out
+
+
+def tools(raw: list[dict] | None) -> list[ToolSpec]:
+    specs: list[ToolSpec] = []
+    for at, tool in enumerate(raw or []):
+        function = tool["function"]
+        if any(spec.name == function["name"] for spec in specs):
+            raise invalid(f"tools.{at}.function.name", f"{function['name']!r} is offered twice")
+        specs.append(
+            ToolSpec(
+                function["name"],
+                function.get("description", ""),
+                function.get("parameters") or {"type": "object", "properties": {}},
+                function.get("strict"),
+            )
+        )
+    return specs
+
+
+def options(body: dict, offered: list[str]) -> dict[str, Any]:
+    """The request's other parameters as :class:`~hub.llm.CompletionRequest` fields, checked
+    against the tools the model is offered (``offered``: the client's and the agent's)."""
+    found = {name: body[name] for name in OPTIONS if body.get(name) is not None}
+    stop = body.get("stop")
+    if stop:
+        found["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
+    choice = found.get("tool_choice")
+    for name in ("tool_choice", "parallel_tool_calls"):
+        if name in found and not offered:
+            raise invalid(name, "only allowed when the model is offered tools")
+    if isinstance(choice, dict) and choice["function"]["name"] not in offered:
+        raise invalid(
+            "tool_choice.function.name", f"{choice['function']['name']!r} is not an offered tool"
+        )
+    response_format = found.get("response_format")
+    if response_format is not None:
+        schema = response_format.get("json_schema")
+        if (response_format["type"] == "json_schema") != (schema is not None):
+            raise invalid(
+                "response_format.json_schema", "required with the json_schema type, and only then"
+            )
+    return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -20,6 +21,7 @@ from hub.llm import (
     TokenDelta,
     ToolCall,
     ToolCallDelta,
+    UnsupportedParameter,
     UpstreamError,
     UpstreamTimeout,
     Usage,
@@ -415,3 +417,130 @@ def test_answers_are_deterministic():
     req = request("scripted", user('/reply x y\n/tool t {"a": [1, 2]}'), temperature=1.5)
     assert events(req) == events(req)
     assert complete(request("echo", user("same"))) == complete(request("echo", user("same")))
+
+
+# --- OpenAI's other parameters: honoured or refused ----------------------------------------
+
+
+def refusal(req: CompletionRequest) -> UnsupportedParameter:
+    with pytest.raises(UnsupportedParameter) as info:
+        BuiltinProvider().check(req)
+    return info.value
+
+
+def test_n_gives_that_many_identical_choices_and_counts_the_prompt_once():
+    one = events(request("scripted", user("/reply a b\n/tool t")))
+    three = events(request("scripted", user("/reply a b\n/tool t"), n=3))
+    for index in range(3):
+        assert [e for e in three if getattr(e, "index", None) == index] == [
+            replace(e, index=index) for e in one[:-1]
+        ]
+    end = three[-1]
+    assert end.finish_reasons == ("tool_calls",) * 3
+    assert end.usage == Usage(one[-1].usage.prompt_tokens, 3 * one[-1].usage.completion_tokens)
+
+
+def test_stop_ends_the_answer_before_the_sequence_and_skips_what_follows():
+    evts = events(request("scripted", user("/reply one two three four\n/tool t"), stop=("ee f",)))
+    assert text_of(evts) == "one two thr"
+    assert calls_of(evts) == []
+    assert evts[-1].finish_reason == "stop"
+    assert evts[-1].usage.completion_tokens == count_tokens("one two thr")
+    # the earliest of several sequences wins; one that never occurs changes nothing
+    evts = events(request("echo", user("a b c"), stop=("zzz", " b", "a")))
+    assert text_of(evts) == "Echo: "
+    assert text_of(events(request("echo", user("a b"), stop=("zzz",)))) == "Echo: a b"
+
+
+def test_tool_choice_none_skips_the_tool_lines():
+    evts = events(request("scripted", user("/reply Hi\n/tool t"), tool_choice="none"))
+    assert (text_of(evts), calls_of(evts), evts[-1].finish_reason) == ("Hi", [], "stop")
+
+
+@pytest.mark.parametrize(
+    ("model", "text", "choice", "fits"),
+    [
+        ("scripted", "/tool t", "required", True),
+        ("scripted", "/tool t", {"type": "function", "function": {"name": "t"}}, True),
+        ("scripted", "/tool t\n/tool u", {"type": "function", "function": {"name": "t"}}, False),
+        ("scripted", "/reply no call", "required", False),
+        ("echo", "hi", "required", False),
+        ("echo", "hi", "auto", True),
+        ("echo", "hi", "none", True),
+    ],
+)
+def test_a_forced_tool_choice_is_honoured_when_the_turn_calls_that_tool(model, text, choice, fits):
+    req = request(model, user(text), tool_choice=choice)
+    if fits:
+        BuiltinProvider().check(req)
+    else:
+        assert (refusal(req).param, refusal(req).code) == ("tool_choice", "unsupported_value")
+
+
+def test_parallel_tool_calls_false_refuses_a_script_with_several_calls_in_one_turn():
+    BuiltinProvider().check(
+        request("scripted", user("/tool a\n/reply x\n/tool b"), parallel_tool_calls=False)
+    )
+    refused = refusal(request("scripted", user("/tool a\n/tool b"), parallel_tool_calls=False))
+    assert refused.param == "parallel_tool_calls"
+
+
+def test_response_format_json_is_honoured_by_a_json_reply_and_refused_otherwise():
+    json_object = {"type": "json_object"}
+    BuiltinProvider().check(
+        request("scripted", user('/reply {"a": 1}'), response_format=json_object)
+    )
+    BuiltinProvider().check(request("echo", user("x"), response_format={"type": "text"}))
+    assert (
+        refusal(request("echo", user("x"), response_format=json_object)).param == "response_format"
+    )
+    assert (
+        "not a JSON object"
+        in refusal(request("scripted", user("/reply [1]"), response_format=json_object)).detail
+    )
+    # the reply as the stop sequences leave it is what must be JSON
+    cut = request("scripted", user('/reply {"a": 1} and more'), stop=(" and",))
+    BuiltinProvider().check(replace(cut, response_format=json_object))
+    # every remaining turn's reply counts, not only the next one
+    later = "/tool t\n/reply not json"
+    assert refusal(request("scripted", user(later), response_format=json_object)).param == (
+        "response_format"
+    )
+
+
+def test_response_format_json_schema_checks_the_reply_against_the_schema():
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}
+    BuiltinProvider().check(request("scripted", user('/reply {"a": 1}'), response_format=fmt))
+    assert (
+        "does not fit"
+        in refusal(request("scripted", user('/reply {"a": "x"}'), response_format=fmt)).detail
+    )
+    broken = {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": 5}}}
+    assert (
+        "not a valid JSON Schema"
+        in refusal(request("scripted", user('/reply {"a": 1}'), response_format=broken)).detail
+    )
+
+
+def test_logit_bias_is_refused_and_sampling_parameters_change_nothing():
+    assert refusal(request("echo", user("x"), logit_bias={"50256": -100})).param == "logit_bias"
+    BuiltinProvider().check(request("echo", user("x"), logit_bias={}))
+    plain = events(request("echo", user("same")))
+    tuned = request(
+        "echo",
+        user("same"),
+        temperature=2,
+        top_p=0.1,
+        frequency_penalty=2,
+        presence_penalty=-2,
+        seed=7,
+        user="end-user-1",
+    )
+    BuiltinProvider().check(tuned)
+    assert events(tuned) == plain
+
+
+def test_max_completion_tokens_limits_like_max_tokens():
+    evts = events(request("scripted", user("/reply a b c d e"), max_completion_tokens=2))
+    assert (text_of(evts), evts[-1].finish_reason) == ("a b ", "length")

@@ -175,6 +175,20 @@ async def stream_tools(body: dict, request: Request) -> Response:
     return streaming(parts)
 
 
+async def stream_choices(body: dict, request: Request) -> Response:
+    def at(index: int, delta: dict, finish: str | None = None) -> dict:
+        return {"id": "c", "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield sse(at(0, {"role": "assistant", "content": "A"}), at(1, {"content": "B"}))
+        call = {"index": 0, "id": "call_x", "type": "function"}
+        yield sse(at(1, {"tool_calls": [{**call, "function": {"name": "f", "arguments": "{}"}}]}))
+        yield sse(at(0, {"content": "a"}), at(0, {}, "length"), at(1, {}, "tool_calls"))
+        yield sse(chunk(usage={"prompt_tokens": 3, "completion_tokens": 4}), "[DONE]")
+
+    return streaming(parts)
+
+
 def error(status: int, **headers: str) -> Callable:
     async def answer(body: dict, request: Request) -> Response:
         text = json.dumps({"error": {"message": f"upstream says {status}", "type": "x"}})
@@ -225,6 +239,10 @@ async def stream_error_event(body: dict, request: Request) -> Response:
     return streaming(parts)
 
 
+async def _text_error() -> Response:
+    return PlainTextResponse("bad request", 400)
+
+
 async def not_json(body: dict, request: Request) -> Response:
     return PlainTextResponse("<html>gateway page</html>")
 
@@ -236,6 +254,7 @@ BEHAVIOURS: dict[str, Callable] = {
     "stream": stream,
     "stream-no-usage": stream_no_usage,
     "stream-tools": stream_tools,
+    "stream-choices": stream_choices,
     "error-500": error(500),
     "error-400": error(400),
     "error-408": error(408),
@@ -247,6 +266,7 @@ BEHAVIOURS: dict[str, Callable] = {
     "truncated": truncated,
     "stream-error-event": stream_error_event,
     "not-json": not_json,
+    "not-json-error": lambda body, request: _text_error(),
 }
 
 
@@ -444,6 +464,42 @@ def test_the_whole_request_goes_out_in_the_openai_shape(upstream):
     }
 
 
+def test_every_openai_parameter_is_forwarded_as_sent(upstream):
+    fmt = {"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "object"}}}
+    options = {
+        "max_completion_tokens": 9,
+        "tool_choice": {"type": "function", "function": {"name": "lookup"}},
+        "parallel_tool_calls": False,
+        "response_format": fmt,
+        "n": 2,
+        "top_p": 0.5,
+        "frequency_penalty": 0.1,
+        "presence_penalty": -0.1,
+        "seed": 42,
+        "logit_bias": {"50256": -100},
+        "user": "end-user-1",
+    }
+    tool = ToolSpec("lookup", "", {"type": "object"}, strict=True)
+    req = ask("stream", tools=[tool], stop=("END", "\n\n"), **options)
+    _, exc = stream(provider(upstream.base_url), req)
+    assert exc is None
+    body = upstream.chat_requests()[0]["body"]
+    assert body == {
+        "model": "stream",
+        "messages": [{"role": "user", "content": "Hi there"}],
+        **options,
+        "stop": ["END", "\n\n"],
+        "tools": [
+            {
+                "type": "function",
+                "function": {"name": "lookup", "parameters": {"type": "object"}, "strict": True},
+            }
+        ],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+
+
 def test_without_an_api_key_no_authorization_is_sent(upstream):
     complete(provider(upstream.base_url, api_key=None), ask("plain"))
     assert "authorization" not in upstream.chat_requests()[0]["headers"]
@@ -512,6 +568,21 @@ def test_stream_assembles_tool_call_fragments_by_index(upstream):
     ]
 
 
+def test_a_stream_of_several_choices_tags_each_delta_with_its_choice(upstream):
+    events, exc = stream(provider(upstream.base_url), ask("stream-choices", n=2))
+    assert exc is None
+    assert events == [
+        TokenDelta("A", 0),
+        TokenDelta("B", 1),
+        TokenDelta("a", 0),
+        ToolCallDelta(ToolCall("call_x", "f", {}), 1),
+        StreamEnd("length", Usage(3, 4), ("length", "tool_calls")),
+    ]
+    # collecting keeps the first choice
+    result = asyncio.run(collect(provider(upstream.base_url).stream(ask("stream-choices", n=2))))
+    assert (result.content, result.tool_calls, result.finish_reason) == ("Aa", [], "length")
+
+
 def test_collecting_the_stream_gives_the_same_answer(upstream):
     p = provider(upstream.base_url)
     events, _ = stream(p, ask("stream-tools"))
@@ -574,6 +645,18 @@ def test_an_error_status_becomes_an_upstream_error_with_the_body(upstream, mode,
     assert f"upstream says {status}" in exc.detail
     assert exc.to_dict("r")["provider"] == "remote"
     assert len(upstream.chat_requests()) == 1  # an error status is never retried
+
+
+def test_an_openai_shaped_error_body_is_kept_as_the_upstream_error(upstream):
+    _, exc = stream(provider(upstream.base_url), ask("error-400"))
+    assert exc.upstream_error == {
+        "message": "upstream says 400",
+        "type": "x",
+        "param": None,
+        "code": None,
+    }
+    _, exc = stream(provider(upstream.base_url), ask("not-json-error"))
+    assert exc.upstream_error is None
 
 
 def test_429_carries_the_upstream_retry_after(upstream):

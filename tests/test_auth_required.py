@@ -102,6 +102,8 @@ def test_the_outline_public_list_is_exactly_what_the_spec_makes_public():
         "/health/live",
         "/health/ready",
         "/api/v1/status",
+        "/api/v1/openapi.json",
+        "/api/v1/openapi.yaml",
         "/metrics",
         "/.well-known/agent.json",
         "/api/v1/webhooks/{slug}",

@@ -19,7 +19,7 @@ async def get_liveness():
 def get_readiness():
     """Whether this hub can take traffic, check by check."""
     report, ready = reports.readiness()
-    return report, 200 if ready else 503
+    return (report, 200) if ready else (report, 503, {"Retry-After": "1"})
 
 
 async def get_metrics():

@@ -39,6 +39,7 @@ def test_readiness_is_503_when_the_database_is_unreachable(anon, monkeypatch):
     monkeypatch.setattr(db_base.database.obj, "execute_sql", unreachable)
     response = anon.get("/health/ready")
     assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
     assert response.json()["status"] == "not_ready"
     assert response.json()["checks"]["database"] == {
         "status": "fail",

@@ -1661,6 +1661,7 @@ class MemoryLink(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
     )
+    id: int
     source: str
     target: str
     relation: str

@@ -29,6 +29,8 @@ SAMPLE = {
     "notification_id": "ntf_x",
     "dead_letter_id": "dlq_x",
     "key": "some-memory",
+    "link_id": "1",
+    "run_id": "run_x",
     "event_id": "1",
     "trace_id": "trace_x",
     "subscription_id": "sub_x",

@@ -11,9 +11,10 @@
   (OpenAI's error shape, as application/json, on the ``/v1`` paths);
 - every response declares the headers the hub sends with it: ``X-Request-Id`` on all of them
   (the ``/v1`` paths are left out of these header rules until their rework in issue 14
-  lands), ``ETag`` on each 2xx with a body when the handler sends one,
-  ``Retry-After`` on 429 and 503, ``Idempotent-Replayed`` on the 2xx of an operation taking
-  ``Idempotency-Key``, which also declares the 409 a reused or busy key answers.
+  lands), ``Location`` on a 201 (whose handler sends it), ``ETag`` on each 2xx with a body
+  when the handler sends one, ``Retry-After`` on 429 and 503, ``Idempotent-Replayed`` on the
+  2xx of an operation taking ``Idempotency-Key``, which also declares the 409 a reused or
+  busy key answers.
   (``tests/assertions.py`` checks the other direction at run time: every one of these
   headers a handler test receives is declared for that status.)
 """
@@ -95,6 +96,10 @@ def header_errors(spec: dict, where: str, op: dict, handler: str, params: list) 
         response = _resolve(spec, response)
         declared = set(response.get("headers") or {})
         needed = {"X-Request-Id"}
+        if code == "201":
+            needed.add("Location")
+            if not sends(module, function, "Location"):
+                errors.append(f"{where}: answers 201 but {handler} sends no Location")
         if code.startswith("2") and response.get("content"):
             if sends(module, function, "ETag"):
                 needed.add("ETag")

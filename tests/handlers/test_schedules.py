@@ -253,6 +253,30 @@ def test_run_now_makes_a_task_and_records_the_run(client, clock):
     }
 
 
+def test_a_run_is_located_at_its_own_url_and_named_in_the_audit(client):
+    schedule = make_schedule(client, make_agent(client)["id"])
+
+    response = client.post(f"{URL}/{schedule['id']}/run")
+
+    run = response.json()
+    location = f"{URL}/{schedule['id']}/runs/{run['id']}"
+    assert response.headers["location"] == location
+    read = client.get(location)
+    assert (read.status_code, read.json()) == (200, run)
+    (entry,) = client.get("/api/v1/audit-log", params={"action": "run_schedule"}).json()["items"]
+    assert entry["resource"] == location
+
+
+def test_a_run_of_another_schedule_or_none_is_404(client):
+    agent = make_agent(client)["id"]
+    first, second = make_schedule(client, agent), make_schedule(client, agent)
+    run = client.post(f"{URL}/{first['id']}/run").json()
+
+    assert_problem(client.get(f"{URL}/{second['id']}/runs/{run['id']}"), 404, "run_not_found")
+    assert_problem(client.get(f"{URL}/{first['id']}/runs/run_nope"), 404, "run_not_found")
+    assert_problem(client.get(f"{URL}/sch_nope/runs/{run['id']}"), 404, "schedule_not_found")
+
+
 def test_the_template_sees_the_schedule_and_now_in_its_time_zone(client, clock):
     agent = make_agent(client)["id"]
     description = "{{ schedule.id }}|{{ schedule.name }}|{{ schedule.cron }}|{{ now }}"

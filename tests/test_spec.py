@@ -52,6 +52,16 @@ def test_house_rules_catch_a_response_without_the_headers_the_hub_sends():
     assert "GET /api/v1/agents: 503 does not declare the Retry-After header" in errors
 
 
+def test_house_rules_catch_a_list_that_cannot_page():
+    check_spec = _tool("check_spec")
+    broken = check_spec.load_spec()
+    broken["paths"]["/api/v1/providers"]["get"]["parameters"] = []
+    errors = check_spec.check(broken)
+    assert errors == [
+        "GET /api/v1/providers: answers next_cursor but does not take limit and cursor"
+    ]
+
+
 def test_a_handler_sends_the_headers_its_module_names_for_it():
     check_spec = _tool("check_spec")
     assert check_spec.sends("handlers.agents", "create_agent", "ETag")  # through _one(...)

@@ -9,6 +9,7 @@
   412 with ``If-Match``, 428 when ``x-aether-confirm``, 503 when it touches the database
   (every operation but the liveness probe); 4xx responses are problem+json
   (OpenAI's error shape, as application/json, on the ``/v1`` paths);
+- a list that answers ``next_cursor`` takes ``limit`` and ``cursor``;
 - every response declares the headers the hub sends with it: ``X-Request-Id`` on all of them
   (the ``/v1`` paths are left out of these header rules until their rework in issue 14
   lands), ``Location`` on a 201 (whose handler sends it), ``ETag`` on each 2xx with a body
@@ -172,6 +173,12 @@ def check(spec: dict) -> list[str]:
         missing = sorted(required - codes)
         if missing:
             errors.append(f"{where}: does not declare {', '.join(missing)}")
+        names = {p["name"] for p in params}
+        for response in op.get("responses", {}).values():
+            media = _resolve(spec, response).get("content", {}).get("application/json", {})
+            schema = _resolve(spec, media.get("schema", {}))
+            if "next_cursor" in schema.get("properties", {}) and not {"limit", "cursor"} <= names:
+                errors.append(f"{where}: answers next_cursor but does not take limit and cursor")
         if callable(getattr(module, op_id, None)):
             errors.extend(header_errors(spec, where, op, f"handlers.{tag}.{op_id}", params))
         # Errors are problem+json, except on the OpenAI-compatible /v1 paths (OpenAI's shape).

@@ -4,6 +4,8 @@ tests/runtime/test_scheduler.py.)"""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from db.events import Event
@@ -251,6 +253,19 @@ def test_run_now_makes_a_task_and_records_the_run(client, clock):
         "task_id": task["id"],
         "scheduled_for": None,
     }
+
+
+def test_a_schedule_in_year_870_writes_four_digit_years(client, clock):
+    """Schedules take no timestamp (cron and time zone): this checks what they write."""
+    clock.now = dt.datetime(870, 8, 6, 10, 0, 0)
+    schedule = make_schedule(client, make_agent(client)["id"], timezone="UTC")
+    run = client.post(f"{URL}/{schedule['id']}/run").json()
+
+    assert schedule["next_run_at"] == "0870-08-07T09:00:00.000Z"  # a Thursday's 9:00
+    assert schedule["created_at"] == "0870-08-06T10:00:00.000Z"
+    assert run["started_at"] == run["finished_at"] == "0870-08-06T10:00:00.000Z"
+    (task,) = client.get("/api/v1/tasks").json()["items"]
+    assert task["run_at"] == "0870-08-06T10:00:00.000Z"
 
 
 def test_a_run_is_located_at_its_own_url_and_named_in_the_audit(client):

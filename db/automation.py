@@ -146,3 +146,7 @@ def nearest_run_at():
 
 def runs(schedule_id: str) -> peewee.Select:
     return ScheduleRun.select().where(ScheduleRun.schedule_id == schedule_id)
+
+
+def get_run(schedule_id: str, run_id: str) -> ScheduleRun | None:
+    return runs(schedule_id).where(ScheduleRun.id == run_id).first()

@@ -50,14 +50,28 @@ def set_clock(clock: Callable[[], dt.datetime] | None) -> None:
     _clock = clock
 
 
+def _to_millisecond(value: dt.datetime | str) -> dt.datetime:
+    if isinstance(value, str):  # SQLite hands back text for some expressions
+        value = dt.datetime.fromisoformat(value)
+    return value.replace(tzinfo=None, microsecond=value.microsecond // 1000 * 1000)
+
+
 def iso(value: dt.datetime | None) -> str | None:
     """RFC 3339 UTC with a ``Z``, millisecond precision."""
     if value is None:
         return None
-    if isinstance(value, str):  # SQLite hands back text for some expressions
-        value = dt.datetime.fromisoformat(value)
     # isoformat pads the year to four digits (strftime's %Y writes year 870 as "870")
-    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+    return _to_millisecond(value).isoformat(timespec="milliseconds") + "Z"
+
+
+def duration_ms(start: dt.datetime | None, end: dt.datetime | None) -> int | None:
+    """Whole milliseconds from ``start`` to ``end`` exactly as their ``iso`` forms read (so a
+    client subtracting the two timestamps gets the same number); None while either is
+    unknown, never negative (a clock stepped back)."""
+    if start is None or end is None:
+        return None
+    elapsed = _to_millisecond(end) - _to_millisecond(start)
+    return max(0, elapsed // dt.timedelta(milliseconds=1))
 
 
 # --- ids ---------------------------------------------------------------------------------

@@ -71,6 +71,7 @@ class MemoryLink(BaseModel):
 
     def to_api(self) -> dict:
         return {
+            "id": self.id,
             "source": self.source,
             "target": self.target,
             "relation": self.relation,
@@ -112,6 +113,11 @@ def memories(
 
 def links(key: str) -> peewee.Select:
     return MemoryLink.select().where((MemoryLink.source == key) | (MemoryLink.target == key))
+
+
+def get_link(key: str, link_id: int) -> MemoryLink | None:
+    """The link ``link_id`` when ``key`` is its source or its target."""
+    return links(key).where(MemoryLink.id == link_id).first()
 
 
 def counts_by_scope(now: dt.datetime) -> dict[str, int]:

@@ -62,6 +62,26 @@ def page(
     return rows, encode_cursor(getattr(rows[-1], key.name))
 
 
+def sorted_page(
+    keys: list[str],
+    view: Callable[[str], dict],
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> dict:
+    """The same envelope and cursors over something held in memory, not a query (this
+    process's provider registry): ``keys`` unique and sorted, each shown through ``view``."""
+    if cursor:
+        last = decode_cursor(cursor, str)
+        keys = [key for key in keys if key > last]
+    page_keys = keys[:limit]
+    more = len(keys) > limit
+    return {
+        "items": [view(key) for key in page_keys],
+        "next_cursor": encode_cursor(page_keys[-1]) if more else None,
+    }
+
+
 def list_page(
     query: peewee.Select,
     key: peewee.Field,

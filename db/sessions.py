@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import peewee
 
-from db.base import BaseModel, JSONField, Prepared, Versioned, iso
+from db.base import BaseModel, JSONField, Prepared, Versioned, duration_ms, iso
 from db.tasks import steps as steps_of
 
 
@@ -111,6 +111,7 @@ class Turn(BaseModel):
             "trace_id": self.trace_id,
             "created_at": iso(self.created_at),
             "completed_at": iso(self.completed_at),
+            "duration_ms": duration_ms(self.created_at, self.completed_at),
         }
 
     def feedback_to_api(self) -> dict:

@@ -6,7 +6,7 @@ import datetime as dt
 
 import peewee
 
-from db.base import BaseModel, JSONField, iso
+from db.base import BaseModel, JSONField, duration_ms, iso
 
 PRIORITIES = ("high", "normal", "low")  # stored as their index: 0 sorts first
 RUNNABLE = "pending"
@@ -69,6 +69,7 @@ class Task(BaseModel):
             "updated_at": iso(self.updated_at),
             "started_at": iso(self.started_at),
             "completed_at": iso(self.completed_at),
+            "duration_ms": duration_ms(self.started_at, self.completed_at),
         }
         if steps is not None:
             out["steps"] = [step.to_api() for step in steps]

@@ -43,7 +43,7 @@ class ToolExecution(BaseModel):
             "status": self.status,
             "result": self.result,
             "error": self.error,
-            "duration_ms": self.duration_ms,
+            "duration_ms": round(self.duration_ms),  # timed on a monotonic clock
             "caller": self.caller,
             "task_id": self.task_id,
             "turn_id": self.turn_id,

@@ -1427,8 +1427,17 @@ class Task(BaseModel):
     created_by: str | None = Field(..., description='The API key, or `task:…`.')
     created_at: Timestamp
     updated_at: Timestamp
-    started_at: AwareDatetime | None = Field(...)
-    completed_at: AwareDatetime | None = Field(...)
+    started_at: AwareDatetime | None = Field(
+        ..., description='When its first attempt started (null until then).'
+    )
+    completed_at: AwareDatetime | None = Field(
+        ..., description='When it ended (completed, failed for good or cancelled).'
+    )
+    duration_ms: int | None = Field(
+        ...,
+        description='How long it took: `completed_at` minus `started_at`, in whole milliseconds (retries, backoff and approval waits included); null until it has both.',
+        ge=0,
+    )
     steps: list[Step] | None = Field(
         None, description='Every LLM and tool call, in order (one task only).'
     )
@@ -1583,7 +1592,11 @@ class ToolExecution(BaseModel):
     status: ToolExecutionStatus
     result: Any | None = Field(..., description='What the tool answered (any JSON).')
     error: str | None = Field(...)
-    duration_ms: float
+    duration_ms: int = Field(
+        ...,
+        description='How long the tool ran, in whole milliseconds (it is recorded once finished).',
+        ge=0,
+    )
     caller: str = Field(
         ...,
         description="The API key (`key:…`), or `task:…` / `turn:…` / `openai:chatcmpl_…` (an agent's tool in a /v1 chat completion).",
@@ -1926,6 +1939,7 @@ class MemoryLink(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
     )
+    id: int
     source: str
     target: str
     relation: str
@@ -2559,7 +2573,15 @@ class Turn(BaseModel):
         ..., description='Every LLM and tool call of the turn, in order.'
     )
     created_at: Timestamp
-    completed_at: AwareDatetime | None = Field(...)
+    completed_at: AwareDatetime | None = Field(
+        ...,
+        description='When it ended (completed, stopped or failed); null while it runs or waits.',
+    )
+    duration_ms: int | None = Field(
+        ...,
+        description='How long it took: `completed_at` minus `created_at` (when the turn started), in whole milliseconds (an approval wait included); null until it has ended.',
+        ge=0,
+    )
 
 
 class TurnList(BaseModel):

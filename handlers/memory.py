@@ -67,11 +67,10 @@ def delete_memory(key):
     return None, 204
 
 
-def list_memory_links(key):
+def list_memory_links(key, limit=50, cursor=None):
     """A memory's links, both directions."""
     memory.get(key)
-    rows = memories.links(key).order_by(MemoryLink.id)
-    return {"items": [row.to_api() for row in rows], "next_cursor": None}, 200
+    return list_page(memories.links(key), MemoryLink.id, limit=limit, cursor=cursor), 200
 
 
 def link_memory(key, body):
@@ -80,4 +79,9 @@ def link_memory(key, body):
     created = memory.link(
         key, fields["target"], fields.get("relation", "related"), fields.get("weight", 1.0)
     )
-    return created.to_api(), 201
+    return created.to_api(), 201, {"Location": f"/api/v1/memories/{key}/links/{created.id}"}
+
+
+def get_memory_link(key, link_id):
+    """One of a memory's links."""
+    return memory.get_link(key, link_id).to_api(), 200

@@ -10,18 +10,25 @@ from hub.http import context
 from hub.services import providers
 
 
-def list_providers():
+def list_providers(limit=50, cursor=None):
     """Configured LLM providers, their models and circuit breakers (never a key)."""
-    return {"items": providers.views(), "next_cursor": None}, 200
+    return providers.page(limit=limit, cursor=cursor), 200
+
+
+def get_provider(provider_id):
+    """One provider, its models and circuit breaker (never its key)."""
+    view = providers.view(provider_id)
+    return view, 200, {"ETag": providers.etag(view)}
 
 
 def put_provider(provider_id, body):
     """Create or replace a provider; its API key is write-only and encrypted at rest."""
     fields = body_fields(ProviderPut, body)
     view, created = providers.put(provider_id, fields, if_match=context.header("If-Match"))
+    headers = {"ETag": providers.etag(view)}
     if created:
-        return view, 201, {"Location": f"/api/v1/providers/{provider_id}"}
-    return view, 200
+        headers["Location"] = f"/api/v1/providers/{provider_id}"
+    return view, 201 if created else 200, headers
 
 
 def delete_provider(provider_id):

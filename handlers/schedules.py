@@ -47,7 +47,13 @@ def delete_schedule(schedule_id):
 
 def run_schedule(schedule_id):
     """Run a schedule's action now."""
-    return schedules.run_now(schedule_id).to_api(), 201
+    run = schedules.run_now(schedule_id)
+    return run.to_api(), 201, {"Location": f"/api/v1/schedules/{schedule_id}/runs/{run.id}"}
+
+
+def get_schedule_run(schedule_id, run_id):
+    """One run of a schedule."""
+    return schedules.get_run(schedule_id, run_id).to_api(), 200
 
 
 def list_schedule_runs(schedule_id, limit=50, cursor=None):

@@ -6,7 +6,7 @@ from starlette.responses import Response
 
 from db import system as db_system
 from db.pagination import list_page
-from hub.core import metrics
+from hub.core import metrics, spec
 from hub.http import context
 from hub.runtime import reports
 
@@ -19,7 +19,7 @@ async def get_liveness():
 def get_readiness():
     """Whether this hub can take traffic, check by check."""
     report, ready = reports.readiness()
-    return report, 200 if ready else 503
+    return (report, 200) if ready else (report, 503, {"Retry-After": "1"})
 
 
 async def get_metrics():
@@ -62,6 +62,16 @@ def list_instances(limit=50, cursor=None):
 def drain_runtime():
     """Stop taking new work and finish what runs."""
     return reports.drain(), 202
+
+
+async def get_openapi_json():
+    """This contract as JSON."""
+    return Response(spec.document_json(), media_type="application/json")
+
+
+async def get_openapi_yaml():
+    """This contract, byte for byte as written."""
+    return Response(spec.document(), media_type="application/yaml")
 
 
 def get_agent_card():

@@ -115,7 +115,11 @@ def connexion_app(validate_responses: bool) -> AsyncApp:
         specification_dir=str(spec.SPEC_PATH.parent),
         middlewares=_middlewares(validate_responses),
         swagger_ui_options=SwaggerUIOptions(
-            spec_path="/api/v1/openapi.json",
+            # The contract serves itself (get_openapi_json, get_openapi_yaml): Connexion's copy
+            # inlines every $ref (generators then make thousands of models) and rewrites
+            # `servers` to its base path ("" for "/", an empty Servers list in Swagger UI).
+            serve_spec=False,
+            spec_path="/api/v1/openapi.json",  # what Swagger UI loads
             swagger_ui_path="/api/v1/ui",
             swagger_ui_config={"persistAuthorization": True, "displayOperationId": True},
         ),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
+
+from hub.core import spec
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id"}
 
@@ -42,3 +45,48 @@ class Matches:
 
 
 TRACE_ID = Matches("[0-9a-f]{32}")
+
+
+# Headers the hub sends on some answers, each declared in the contract where it is sent.
+DECLARED_HEADERS = (
+    "etag",
+    "idempotent-replayed",
+    "location",
+    "retry-after",
+    "www-authenticate",
+    "x-request-id",
+)
+
+
+@functools.cache
+def declared_headers(method: str, path: str, status: int) -> frozenset[str] | None:
+    """The headers the contract declares for this answer (lowercased); None when it does not
+    describe the answer: no operation there, an undeclared status, or a ``/v1`` path (whose
+    headers come with their rework, issue 14)."""
+    resolved = spec.resolve_path(path)
+    if resolved is None or resolved[0].startswith("/v1/"):
+        return None
+    document = spec.load()
+    operation = document["paths"][resolved[0]].get(method.lower())
+    response = (operation or {}).get("responses", {}).get(str(status))
+    if response is None:
+        return None
+    while "$ref" in response:
+        response = document["components"]["responses"][response["$ref"].rsplit("/", 1)[-1]]
+    return frozenset(name.lower() for name in response.get("headers") or {})
+
+
+def assert_headers_declared(response) -> None:
+    """Every header of DECLARED_HEADERS the answer carries is declared for it in the contract
+    (the ``client`` and ``anon`` fixtures run it on every response: what the hub sends, its
+    contract says; ``tools/check_spec.py`` checks the other direction)."""
+    request = response.request
+    declared = declared_headers(request.method, request.url.path, response.status_code)
+    if declared is None:
+        return
+    sent = {name.lower() for name in response.headers} & set(DECLARED_HEADERS)
+    undeclared = sorted(sent - declared)
+    assert not undeclared, (
+        f"{request.method} {request.url.path} answered {response.status_code} with "
+        f"{', '.join(undeclared)}, which the contract does not declare there"
+    )

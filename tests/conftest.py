@@ -24,6 +24,7 @@ from db import base as db_base
 from hub.app import create_app
 from hub.services import keys
 from hub.settings import Settings
+from tests.assertions import assert_headers_declared
 from tools.pgserver import PgServer, find_pg_bindir, ram_tmpdir, remove_stale_clusters
 
 # ``make test`` runs every backend; ``make test-fast`` sets AETHER_TEST_BACKENDS=sqlite.
@@ -255,12 +256,14 @@ def auth(secret: str) -> dict[str, str]:
 def client(app, keyring):
     """A client that authenticates as admin by default."""
     with TestClient(app, headers=auth(keyring["admin"])) as test_client:
+        test_client.event_hooks["response"].append(assert_headers_declared)
         yield test_client
 
 
 @pytest.fixture
 def anon(app):
     with TestClient(app) as test_client:
+        test_client.event_hooks["response"].append(assert_headers_declared)
         yield test_client
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import httpx2
+import pytest
+
 from hub.core import spec
+from tests.assertions import assert_headers_declared
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,7 +33,39 @@ def test_house_rules_catch_a_missing_problem_response():
     del broken["paths"]["/api/v1/agents"]["post"]["responses"]["409"]
     del broken["paths"]["/api/v1/agents"]["post"]["responses"]["415"]
     errors = check_spec.check(broken)
-    assert errors == ["POST /api/v1/agents: does not declare 415"]
+    assert errors == [
+        "POST /api/v1/agents: does not declare 415",
+        "POST /api/v1/agents: takes Idempotency-Key but does not declare 409",
+    ]
+
+
+def test_house_rules_catch_a_response_without_the_headers_the_hub_sends():
+    check_spec = _tool("check_spec")
+    broken = check_spec.load_spec()
+    created = broken["paths"]["/api/v1/agents"]["post"]["responses"]["201"]["headers"]
+    del created["X-Request-Id"], created["ETag"], created["Idempotent-Replayed"]
+    del broken["components"]["responses"]["Unavailable"]["headers"]["Retry-After"]
+    errors = check_spec.check(broken)
+    assert "POST /api/v1/agents: 201 does not declare the X-Request-Id header" in errors
+    assert "POST /api/v1/agents: 201 does not declare the ETag header" in errors
+    assert "POST /api/v1/agents: 201 does not declare the Idempotent-Replayed header" in errors
+    assert "GET /api/v1/agents: 503 does not declare the Retry-After header" in errors
+
+
+def test_house_rules_catch_a_list_that_cannot_page():
+    check_spec = _tool("check_spec")
+    broken = check_spec.load_spec()
+    broken["paths"]["/api/v1/providers"]["get"]["parameters"] = []
+    errors = check_spec.check(broken)
+    assert errors == [
+        "GET /api/v1/providers: answers next_cursor but does not take limit and cursor"
+    ]
+
+
+def test_a_handler_sends_the_headers_its_module_names_for_it():
+    check_spec = _tool("check_spec")
+    assert check_spec.sends("handlers.agents", "create_agent", "ETag")  # through _one(...)
+    assert not check_spec.sends("handlers.agents", "list_agents", "ETag")
 
 
 def test_house_rules_catch_an_operation_without_a_handler():
@@ -48,7 +84,7 @@ def test_generated_models_are_current():
 
 def test_every_operation_has_one_policy_with_a_role():
     policies = spec.policies()
-    assert len(policies) == 129
+    assert len(policies) == 134
     assert {p.role for p in policies.values()} == {"public", "viewer", "operator", "admin"}
     confirm = sorted(p.operation_id for p in policies.values() if p.confirm)
     assert confirm == [
@@ -58,3 +94,12 @@ def test_every_operation_has_one_policy_with_a_role():
         "revoke_api_key",
         "update_config",
     ]
+
+
+def test_the_test_clients_fail_on_a_header_the_contract_does_not_declare(client, anon):
+    assert assert_headers_declared in client.event_hooks["response"]
+    assert assert_headers_declared in anon.event_hooks["response"]
+    request = httpx2.Request("GET", "http://testserver/api/v1/agents")
+    assert_headers_declared(httpx2.Response(200, headers={"X-Request-Id": "r"}, request=request))
+    with pytest.raises(AssertionError, match="answered 200 with etag"):
+        assert_headers_declared(httpx2.Response(200, headers={"ETag": '"1"'}, request=request))

@@ -8,11 +8,22 @@
   400 with parameters or a body, 413/415 with a body, 404 with path parameters,
   412 with ``If-Match``, 428 when ``x-aether-confirm``, 503 when it touches the database
   (every operation but the liveness probe); 4xx responses are problem+json
-  (OpenAI's error shape, as application/json, on the ``/v1`` paths).
+  (OpenAI's error shape, as application/json, on the ``/v1`` paths);
+- a list that answers ``next_cursor`` takes ``limit`` and ``cursor``;
+- every response declares the headers the hub sends with it: ``X-Request-Id`` on all of them
+  (the ``/v1`` paths are left out of these header rules until their rework in issue 14
+  lands), ``Location`` on a 201 (whose handler sends it), ``ETag`` on each 2xx with a body
+  when the handler sends one, ``Retry-After`` on 429 and 503, ``Idempotent-Replayed`` on the
+  2xx of an operation taking ``Idempotency-Key``, which also declares the 409 a reused or
+  busy key answers.
+  (``tests/assertions.py`` checks the other direction at run time: every one of these
+  headers a handler test receives is declared for that status.)
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
 import inspect
 import sys
@@ -25,7 +36,7 @@ from openapi_spec_validator import validate
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 ROLES = {"public", "viewer", "operator", "admin"}
-NO_DATABASE = {"get_liveness"}  # operations that never touch the database
+NO_DATABASE = {"get_liveness", "get_openapi_json", "get_openapi_yaml"}  # never touch the database
 
 
 def load_spec() -> dict:
@@ -46,6 +57,60 @@ def _resolve(spec: dict, node: dict) -> dict:
         for part in parts:
             node = node[part]
     return node
+
+
+@functools.cache
+def _functions(module_name: str) -> dict[str, ast.AST]:
+    tree = ast.parse(inspect.getsource(importlib.import_module(module_name)))
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef)
+    return {node.name: node for node in tree.body if isinstance(node, kinds)}
+
+
+def sends(module_name: str, function: str, header: str) -> bool:
+    """Whether the handler names ``header`` as a string constant, itself or in a function of
+    its module that it calls (``_one(...)`` building the headers): it sends the header."""
+    functions, seen, todo = _functions(module_name), set(), [function]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in functions:
+            continue
+        seen.add(name)
+        for node in ast.walk(functions[name]):
+            if isinstance(node, ast.Constant) and node.value == header:
+                return True
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                todo.append(node.func.id)
+    return False
+
+
+def header_errors(spec: dict, where: str, op: dict, handler: str, params: list) -> list[str]:
+    """The headers each response must declare (see the module's docstring)."""
+    if where.split(" ", 1)[1].startswith("/v1/"):
+        return []  # the OpenAI-compatible paths: their rework (issue 14) brings their headers
+    module, function = handler.rsplit(".", 1)
+    idempotent = any(p["name"] == "Idempotency-Key" for p in params)
+    errors = []
+    if idempotent and "409" not in {str(code) for code in op["responses"]}:
+        errors.append(f"{where}: takes Idempotency-Key but does not declare 409")
+    for code, response in op["responses"].items():
+        code = str(code)
+        response = _resolve(spec, response)
+        declared = set(response.get("headers") or {})
+        needed = {"X-Request-Id"}
+        if code == "201":
+            needed.add("Location")
+            if not sends(module, function, "Location"):
+                errors.append(f"{where}: answers 201 but {handler} sends no Location")
+        if code.startswith("2") and response.get("content"):
+            if sends(module, function, "ETag"):
+                needed.add("ETag")
+            if idempotent:
+                needed.add("Idempotent-Replayed")
+        if code in ("429", "503"):
+            needed.add("Retry-After")
+        for header in sorted(needed - declared):
+            errors.append(f"{where}: {code} does not declare the {header} header")
+    return errors
 
 
 def is_public(spec: dict, op: dict) -> bool:
@@ -108,6 +173,14 @@ def check(spec: dict) -> list[str]:
         missing = sorted(required - codes)
         if missing:
             errors.append(f"{where}: does not declare {', '.join(missing)}")
+        names = {p["name"] for p in params}
+        for response in op.get("responses", {}).values():
+            media = _resolve(spec, response).get("content", {}).get("application/json", {})
+            schema = _resolve(spec, media.get("schema", {}))
+            if "next_cursor" in schema.get("properties", {}) and not {"limit", "cursor"} <= names:
+                errors.append(f"{where}: answers next_cursor but does not take limit and cursor")
+        if callable(getattr(module, op_id, None)):
+            errors.extend(header_errors(spec, where, op, f"handlers.{tag}.{op_id}", params))
         # Errors are problem+json, except on the OpenAI-compatible /v1 paths (OpenAI's shape).
         error_type = "application/json" if path.startswith("/v1/") else "application/problem+json"
         for code, response in op.get("responses", {}).items():

@@ -119,7 +119,13 @@ class ProviderError(Problem):
 
 
 class ServiceUnavailable(Problem):
+    """A 503 always says when to try again: ``Retry-After`` (1 s unless the raiser knows)."""
+
     status, code, title = 503, "unavailable", "Service Unavailable"
+
+    def __init__(self, detail: str | None = None, **kw: Any) -> None:
+        kw["headers"] = {"Retry-After": "1", **(kw.get("headers") or {})}
+        super().__init__(detail, **kw)
 
 
 class ProviderTimeout(Problem):

@@ -1,8 +1,10 @@
-"""The contract, loaded once: operation policies and path templates read from openapi.yaml."""
+"""The contract, loaded once: the document as written, operation policies and path templates
+read from openapi.yaml."""
 
 from __future__ import annotations
 
 import functools
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +36,22 @@ class OperationPolicy:
 
 
 @functools.cache
+def document() -> bytes:
+    """openapi.yaml as written (read once: what the hub serves is what it was built from)."""
+    return SPEC_PATH.read_bytes()
+
+
+@functools.cache
 def load() -> dict:
     """The parsed contract (libyaml's loader when available: the spec is large)."""
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(SPEC_PATH.read_text(), Loader=loader)
+    return yaml.load(document(), Loader=loader)
+
+
+@functools.cache
+def document_json() -> bytes:
+    """The same document as JSON: ``$ref`` and ``servers`` as written."""
+    return json.dumps(load(), ensure_ascii=False).encode()
 
 
 def _param_names(spec: dict, params: list) -> set[str]:

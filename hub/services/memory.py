@@ -187,13 +187,24 @@ def link(key: str, target: str, relation: str, weight: float) -> MemoryLink:
             )
         try:
             with write_transaction():
-                return MemoryLink.create(
+                created = MemoryLink.create(
                     source=key, target=target, relation=relation, weight=weight, created_at=now
                 )
         except peewee.IntegrityError:
             raise Conflict(
                 f"{key!r} is already linked to {target!r} as {relation!r}.", code="link_exists"
             ) from None
+        audit.created("memories", f"{key}/links/{created.id}")
+        return created
+
+
+def get_link(key: str, link_id: int) -> MemoryLink:
+    """One link of a live memory, in either direction."""
+    get(key)
+    link = memories.get_link(key, link_id)
+    if link is None:
+        raise NotFound(f"Memory {key!r} has no link {link_id}.", code="link_not_found")
+    return link
 
 
 # --- search ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import time
 
 from db import providers as db_providers
 from db.base import utcnow, write_transaction
+from db.pagination import sorted_page
 from db.providers import ProviderConfig
 from hub.core import crypto, metrics
 from hub.core.problems import Conflict, NotFound, Problem, Unprocessable
@@ -156,6 +157,16 @@ def view(provider_id: str) -> dict:
 
 def views() -> list[dict]:
     return [view(provider_id) for provider_id in registry().ids()]
+
+
+def page(*, limit: int, cursor: str | None) -> dict:
+    """One page of the providers, by id."""
+    return sorted_page(registry().ids(), view, limit=limit, cursor=cursor)
+
+
+def etag(provider: dict) -> str:
+    """A provider's ETag, from its view (the same form as every versioned row's)."""
+    return f'"{provider["version"]}"'
 
 
 def put(provider_id: str, body: dict, *, if_match: str | None) -> tuple[dict, bool]:

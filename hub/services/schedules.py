@@ -36,7 +36,7 @@ from db import automation
 from db.automation import Schedule, ScheduleRun
 from db.base import after_commit, iso, new_id, utcnow, write_transaction
 from hub.core import signals
-from hub.core.problems import Conflict, Unprocessable, require
+from hub.core.problems import Conflict, NotFound, Unprocessable, require
 from hub.events import log as events
 from hub.services import actions, audit
 from hub.services.etags import check_if_match
@@ -89,6 +89,14 @@ def _first_tick(cron: str, timezone: str, now: dt.datetime) -> dt.datetime:
 
 def get(schedule_id: str) -> Schedule:
     return require(automation.get_schedule(schedule_id), "schedule", schedule_id)
+
+
+def get_run(schedule_id: str, run_id: str) -> ScheduleRun:
+    get(schedule_id)
+    run = automation.get_run(schedule_id, run_id)
+    if run is None:
+        raise NotFound(f"Schedule {schedule_id!r} has no run {run_id!r}.", code="run_not_found")
+    return run
 
 
 def create(body: dict) -> Schedule:
@@ -186,7 +194,9 @@ def run_now(schedule_id: str) -> ScheduleRun:
         with write_transaction():
             schedule = get(schedule_id)
             if schedule.action == seen.action:
-                return _run(schedule, prepared, started, trigger="manual", scheduled_for=None)
+                run = _run(schedule, prepared, started, trigger="manual", scheduled_for=None)
+                audit.created("schedules", f"{schedule.id}/runs/{run.id}")
+                return run
     raise Conflict(
         "The schedule's action kept changing while it was being run; try again.",
         code="concurrent_change",

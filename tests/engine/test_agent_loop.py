@@ -146,7 +146,7 @@ def test_chat_streams_tool_calls_and_results(client):
     assert [s["kind"] for s in done["turn"]["steps"]] == ["llm", "tool", "llm"]
 
 
-def test_a_chat_turn_waits_for_approval_and_resumes(client):
+def test_a_chat_turn_waits_for_approval_and_resumes(client, clock):
     agent = scripted(client, tools=["http_request"])
     session = client.post("/api/v1/sessions", json={"agent_id": agent["id"]}).json()
     script = '/tool http_request {"url": "https://example.com/"}\n/reply after'
@@ -159,7 +159,9 @@ def test_a_chat_turn_waits_for_approval_and_resumes(client):
     assert reply["message"]["status"] == "waiting_approval"
     busy = client.post(messages, json={"content": "hello?"})
     assert busy.status_code == 409 and busy.json()["code"] == "approval_pending"
+    assert (turn["completed_at"], turn["duration_ms"]) == (None, None)  # not finished
 
+    clock.advance(minutes=2)
     client.post(f"{APPROVALS}/{turn['approval_id']}/deny")
 
     done = wait_for(
@@ -167,6 +169,7 @@ def test_a_chat_turn_waits_for_approval_and_resumes(client):
         lambda t: t["status"] == "completed",
     )
     assert done["approval_id"] is None
+    assert done["duration_ms"] == 120_000  # the wait for a person counts
     assert [s["status"] for s in done["steps"]] == ["ok", "denied", "ok"]
     history = client.get(messages).json()["items"]
     assert history[-1]["content"] == "after" and history[-1]["status"] == "complete"

@@ -12,6 +12,7 @@ import pytest
 from db.events import Event
 from hub.events import log as events
 from hub.events.bus import PAGE, Bus, Overflow
+from tests.assertions import assert_problem
 from tests.factories import make_agent, make_task
 from tests.sse import frames
 
@@ -189,6 +190,13 @@ def test_stopping_the_bus_ends_its_followers(app, settings):
         return await asyncio.wait_for(waiting, 5)
 
     assert isinstance(asyncio.run(scenario()), Overflow)
+
+
+def test_a_hub_not_serving_live_events_says_when_to_retry(client, app, monkeypatch):
+    monkeypatch.setattr(app.runtime, "bus", None)
+    response = client.get(STREAM)
+    assert_problem(response, 503, "stream_unavailable")
+    assert response.headers["retry-after"] == "1"
 
 
 # --- WebSocket ------------------------------------------------------------------------------

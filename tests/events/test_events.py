@@ -149,6 +149,18 @@ def test_push_answers_the_event_with_its_location(client, clock):
     assert client.get(response.headers["location"]).json() == body
 
 
+def test_push_with_a_reused_idempotency_key_is_a_declared_409(client):
+    headers = {"Idempotency-Key": "push-once"}
+    first = client.post(EVENTS, json={"type": "deploy.started"}, headers=headers)
+    again = client.post(EVENTS, json={"type": "deploy.started"}, headers=headers)
+    other = client.post(EVENTS, json={"type": "deploy.finished"}, headers=headers)
+
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert_problem(other, 409, "idempotency_key_reused")  # the client fixture: declared too
+
+
 def test_push_defaults_source_payload_and_trace(client):
     body = client.post(EVENTS, json={"type": "x.y"}).json()
     assert (body["source"], body["payload"], body["subject"]) == ("api", {}, None)

@@ -683,7 +683,15 @@ def creates(client) -> list[tuple[str, str, dict]]:
     """(method, path, body) of every create the spec declares a Location for, valid."""
     make_agent(client, id="audited")
     project = client.post("/api/v1/projects", json={"name": "P", "source": "github"}).json()["id"]
+    for key in ("linked", "target"):
+        client.post("/api/v1/memories", json={"key": key, "content": "c", "scope": "global"})
+    action = {"kind": "create_task", "agent_id": "audited", "description": "Go"}
+    schedule = client.post(
+        "/api/v1/schedules", json={"name": "r", "cron": "0 * * * *", "action": action}
+    ).json()["id"]
     return [
+        ("POST", "/api/v1/memories/linked/links", {"target": "target"}),
+        ("POST", f"/api/v1/schedules/{schedule}/run", None),
         ("POST", KEYS, {"name": "k", "role": "viewer"}),
         ("POST", AGENTS, agent_body(id="made")),
         ("POST", f"{AGENTS}/audited/clone", {"id": "cloned"}),

@@ -255,6 +255,50 @@ def test_links_and_graph(client):
     assert [(e["source"], e["target"]) for e in agent_graph["edges"]] == [("a", "b")]
 
 
+def test_a_link_is_located_at_its_own_url_from_either_end(client):
+    store(client, "from", "alpha")
+    store(client, "to", "beta")
+    store(client, "aside", "gamma")
+
+    response = client.post(f"{URL}/from/links", json={"target": "to"})
+
+    assert response.status_code == 201, response.text
+    link = response.json()
+    assert link == {
+        "id": link["id"],
+        "source": "from",
+        "target": "to",
+        "relation": "related",
+        "weight": 1.0,
+        "created_at": link["created_at"],
+    }
+    assert response.headers["location"] == f"{URL}/from/links/{link['id']}"
+    assert client.get(response.headers["location"]).json() == link
+    assert client.get(f"{URL}/to/links/{link['id']}").json() == link  # the other end
+    assert_problem(client.get(f"{URL}/aside/links/{link['id']}"), 404, "link_not_found")
+    assert_problem(client.get(f"{URL}/nowhere/links/{link['id']}"), 404, "memory_not_found")
+    (entry,) = client.get("/api/v1/audit-log", params={"action": "link_memory"}).json()["items"]
+    assert entry["resource"] == response.headers["location"]
+
+
+def test_links_page_oldest_first(client):
+    store(client, "hub", "centre")
+    for n in range(3):
+        store(client, f"spoke-{n}", "spoke")
+        client.post(f"{URL}/hub/links", json={"target": f"spoke-{n}"})
+
+    page_1 = client.get(f"{URL}/hub/links", params={"limit": 2}).json()
+    page_2 = client.get(
+        f"{URL}/hub/links", params={"limit": 2, "cursor": page_1["next_cursor"]}
+    ).json()
+
+    assert [link["target"] for link in page_1["items"]] == ["spoke-0", "spoke-1"]
+    assert [link["target"] for link in page_2["items"]] == ["spoke-2"]
+    assert page_2["next_cursor"] is None
+    bad = client.get(f"{URL}/hub/links", params={"cursor": "bm90LW91cnM"})
+    assert_problem(bad, 400, "validation_error")
+
+
 def test_semantic_mode_without_the_extra_says_how_to_enable_it(client, monkeypatch):
     from hub.llm import embeddings
 

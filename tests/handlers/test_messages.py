@@ -89,6 +89,7 @@ def test_send_answers_the_reply_and_its_turn(client, clock):
             ],
             "created_at": NOW,
             "completed_at": NOW,
+            "duration_ms": 0,  # the fake clock stood still
         },
     }
 

@@ -237,6 +237,32 @@ def test_a_viewer_can_list_providers(client, keyring):
     assert response.json() == {"items": [BUILTIN], "next_cursor": None}
 
 
+def test_the_list_pages_by_id(client, upstream):
+    for name in ("alpha", "beta", "gamma"):
+        put(client, name, {"kind": "openai", "base_url": upstream.base_url})
+
+    page_1 = client.get(PROVIDERS, params={"limit": 2}).json()
+    page_2 = client.get(PROVIDERS, params={"limit": 2, "cursor": page_1["next_cursor"]}).json()
+
+    assert [p["id"] for p in page_1["items"]] == ["alpha", "beta"]
+    assert [p["id"] for p in page_2["items"]] == ["builtin", "gamma"]
+    assert page_2["next_cursor"] is None
+    assert_problem(client.get(PROVIDERS, params={"cursor": "bm90LW91cnM"}), 400)
+    assert_problem(client.get(PROVIDERS, params={"limit": 0}), 400, "validation_error")
+
+
+def test_one_provider_reads_with_its_etag(client, upstream):
+    created = client.put(url("gateway"), json={"kind": "openai", "base_url": upstream.base_url})
+
+    response = client.get(created.headers["location"])
+
+    assert response.status_code == 200, response.text
+    assert response.json() == created.json()
+    assert response.headers["etag"] == created.headers["etag"] == '"1"'
+    assert client.get(url("builtin")).json() == BUILTIN
+    assert_problem(client.get(url("nowhere")), 404, "provider_not_found")
+
+
 def test_listing_needs_an_api_key(anon):
     assert_problem(anon.get(PROVIDERS), 401, "unauthorized")
 
@@ -255,6 +281,7 @@ def test_put_creates_an_openai_provider_without_ever_answering_the_key(client, u
 
     assert response.status_code == 201, response.text
     assert response.headers["location"] == url("gateway")
+    assert response.headers["etag"] == '"1"'
     view = expected(
         "gateway", upstream.base_url, models=["fake-model", "other-model"], has_api_key=True
     )
@@ -293,6 +320,7 @@ def test_a_second_put_replaces_and_bumps_the_version(client, upstream):
 
     assert response.status_code == 200, response.text
     assert "location" not in response.headers
+    assert response.headers["etag"] == '"2"'
     view = expected("gateway", upstream.base_url, models=["b", "c"], version=2)
     assert response.json() == view
     assert listing(client) == [BUILTIN, view]

@@ -4,6 +4,8 @@ tests/runtime/test_scheduler.py.)"""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from db.events import Event
@@ -251,6 +253,43 @@ def test_run_now_makes_a_task_and_records_the_run(client, clock):
         "task_id": task["id"],
         "scheduled_for": None,
     }
+
+
+def test_a_schedule_in_year_870_writes_four_digit_years(client, clock):
+    """Schedules take no timestamp (cron and time zone): this checks what they write."""
+    clock.now = dt.datetime(870, 8, 6, 10, 0, 0)
+    schedule = make_schedule(client, make_agent(client)["id"], timezone="UTC")
+    run = client.post(f"{URL}/{schedule['id']}/run").json()
+
+    assert schedule["next_run_at"] == "0870-08-07T09:00:00.000Z"  # a Thursday's 9:00
+    assert schedule["created_at"] == "0870-08-06T10:00:00.000Z"
+    assert run["started_at"] == run["finished_at"] == "0870-08-06T10:00:00.000Z"
+    (task,) = client.get("/api/v1/tasks").json()["items"]
+    assert task["run_at"] == "0870-08-06T10:00:00.000Z"
+
+
+def test_a_run_is_located_at_its_own_url_and_named_in_the_audit(client):
+    schedule = make_schedule(client, make_agent(client)["id"])
+
+    response = client.post(f"{URL}/{schedule['id']}/run")
+
+    run = response.json()
+    location = f"{URL}/{schedule['id']}/runs/{run['id']}"
+    assert response.headers["location"] == location
+    read = client.get(location)
+    assert (read.status_code, read.json()) == (200, run)
+    (entry,) = client.get("/api/v1/audit-log", params={"action": "run_schedule"}).json()["items"]
+    assert entry["resource"] == location
+
+
+def test_a_run_of_another_schedule_or_none_is_404(client):
+    agent = make_agent(client)["id"]
+    first, second = make_schedule(client, agent), make_schedule(client, agent)
+    run = client.post(f"{URL}/{first['id']}/run").json()
+
+    assert_problem(client.get(f"{URL}/{second['id']}/runs/{run['id']}"), 404, "run_not_found")
+    assert_problem(client.get(f"{URL}/{first['id']}/runs/run_nope"), 404, "run_not_found")
+    assert_problem(client.get(f"{URL}/sch_nope/runs/{run['id']}"), 404, "schedule_not_found")
 
 
 def test_the_template_sees_the_schedule_and_now_in_its_time_zone(client, clock):

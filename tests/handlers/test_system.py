@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import peewee
 import pytest
+import yaml
 
 from db import base as db_base
+from hub.core import spec
 from hub.runtime.instance import Runtime
 from tests.conftest import auth
 from tests.factories import make_agent
@@ -37,6 +39,7 @@ def test_readiness_is_503_when_the_database_is_unreachable(anon, monkeypatch):
     monkeypatch.setattr(db_base.database.obj, "execute_sql", unreachable)
     response = anon.get("/health/ready")
     assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
     assert response.json()["status"] == "not_ready"
     assert response.json()["checks"]["database"] == {
         "status": "fail",
@@ -167,6 +170,43 @@ def test_docs_are_public_and_offline(anon, path):
         assert "swagger-ui" in response.text
         assert "https://" not in response.text.split("<body")[0], "assets are served locally"
         assert anon.get("/api/v1/ui/swagger-ui-bundle.js").status_code == 200
+
+
+def _refs(node) -> int:
+    if isinstance(node, dict):
+        return ("$ref" in node) + sum(_refs(value) for value in node.values())
+    return sum(_refs(item) for item in node) if isinstance(node, list) else 0
+
+
+def test_the_yaml_spec_is_the_file_byte_for_byte(anon):
+    response = anon.get("/api/v1/openapi.yaml")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/yaml"
+    assert response.content == spec.SPEC_PATH.read_bytes()
+
+
+def test_the_json_spec_is_the_same_document_refs_and_servers_intact(anon):
+    response = anon.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    document = response.json()
+    assert document == yaml.safe_load(spec.SPEC_PATH.read_bytes())
+    assert document["servers"] == [
+        {"url": "/", "description": "This hub (the origin that serves this document)"}
+    ]
+    agent = document["paths"]["/api/v1/agents/{agent_id}"]["get"]["responses"]["200"]
+    assert agent["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Agent"}
+    assert response.text.count('"$ref": ') == _refs(document) > 1000  # none inlined
+
+
+def test_swagger_ui_loads_the_served_json_spec(anon):
+    page = anon.get("/api/v1/ui/")
+    assert page.status_code == 200
+    assert 'url: "/api/v1/openapi.json"' in page.text
+    assert anon.get("/api/v1/ui/swagger-ui-config.json").json() == {
+        "persistAuthorization": True,
+        "displayOperationId": True,
+    }
 
 
 def test_cors_is_off_by_default(anon):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 
 from db.tools import Tool
+from hub.services import tools as tool_service
 from tests.assertions import assert_problem, error_fields
 
 TOOLS = "/api/v1/tools"
@@ -116,6 +118,17 @@ def test_executing_an_http_tool_calls_its_endpoint(client, endpoint):
     assert seen == [{"path": "/hook", "body": {"q": "cats"}, "auth": "Bearer s3cret"}]
     history = client.get("/api/v1/tool-executions", params={"tool": "lookup"}).json()["items"]
     assert [h["id"] for h in history] == [execution["id"]]
+
+
+def test_an_execution_reports_its_duration_in_whole_milliseconds(client, monkeypatch):
+    ticks = iter([100.0, 100.0427])  # the tool's monotonic clock: 42.7 ms
+    monkeypatch.setattr(tool_service, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+
+    execution = client.post(f"{TOOLS}/current_time/execute", json={"arguments": {}}).json()
+
+    assert execution["duration_ms"] == 43
+    listed = client.get("/api/v1/tool-executions").json()["items"]
+    assert [item["duration_ms"] for item in listed] == [43]
 
 
 def test_an_endpoint_error_is_a_failed_execution(client, endpoint):

@@ -291,6 +291,7 @@ def test_a_matching_event_makes_a_templated_task_in_the_events_trace(client, clo
         "updated_at": "2026-01-01T12:01:00.000Z",
         "started_at": None,
         "completed_at": None,
+        "duration_ms": None,
         "steps": [],
     }
     assert client.get(f"{URL}/{trigger['id']}").json() == {

@@ -76,6 +76,7 @@ def test_get_answers_the_whole_turn(client, clock):
         ],
         "created_at": NOW,
         "completed_at": NOW,
+        "duration_ms": 0,  # the fake clock stood still
     }
 
 

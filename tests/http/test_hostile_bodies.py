@@ -133,3 +133,12 @@ def test_an_old_year_is_written_back_as_rfc3339(hostile_client):
     )
     assert task.status_code == 201, task.text
     assert task.json()["run_at"] == "0870-08-06T10:00:00.000Z"
+    stored = hostile_client.get(task.headers["location"]).json()  # read back from the row
+    assert stored["run_at"] == "0870-08-06T10:00:00.000Z"
+
+
+@pytest.mark.parametrize("run_at", ["0000-12-31T23:00:00Z", "10000-01-01T00:00:00Z"])
+def test_a_year_outside_1_to_9999_is_400_naming_the_field(hostile_client, run_at):
+    response = hostile_client.post("/api/v1/tasks", json={"description": "x", "run_at": run_at})
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["field"] == "body.run_at"

@@ -73,6 +73,31 @@ def test_a_claimed_task_is_running_with_a_lease_and_one_attempt(client, clock):
     assert claim("w2") is None  # the lease holds
 
 
+def test_a_finished_task_reports_how_long_it_took(client, clock):
+    task = make_task(client, agent_id=make_agent(client)["id"])
+    assert get(client, task["id"])["duration_ms"] is None  # pending
+    claimed = claim()
+    clock.advance(seconds=90, microseconds=250_900)
+    assert get(client, task["id"])["duration_ms"] is None  # running
+
+    run(claimed)
+
+    body = get(client, task["id"])
+    assert body["status"] == "completed"
+    assert (body["started_at"], body["completed_at"]) == (
+        "2026-01-01T12:00:00.000Z",
+        "2026-01-01T12:01:30.250Z",
+    )
+    assert body["duration_ms"] == 90_250  # what the two timestamps say
+
+
+def test_a_task_cancelled_before_it_started_has_no_duration(client):
+    task = make_task(client, agent_id=make_agent(client)["id"])
+    client.post(f"/api/v1/tasks/{task['id']}/cancel")
+    body = get(client, task["id"])
+    assert (body["status"], body["started_at"], body["duration_ms"]) == ("cancelled", None, None)
+
+
 def test_an_expired_lease_makes_the_task_claimable_again(client, clock):
     task = make_task(client, agent_id=make_agent(client)["id"])
     first = claim("dead-worker")

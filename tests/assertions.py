@@ -61,10 +61,9 @@ DECLARED_HEADERS = (
 @functools.cache
 def declared_headers(method: str, path: str, status: int) -> frozenset[str] | None:
     """The headers the contract declares for this answer (lowercased); None when it does not
-    describe the answer: no operation there, an undeclared status, or a ``/v1`` path (whose
-    headers come with their rework, issue 14)."""
+    describe the answer: no operation there, or an undeclared status."""
     resolved = spec.resolve_path(path)
-    if resolved is None or resolved[0].startswith("/v1/"):
+    if resolved is None:
         return None
     document = spec.load()
     operation = document["paths"][resolved[0]].get(method.lower())

@@ -103,3 +103,30 @@ def test_the_test_clients_fail_on_a_header_the_contract_does_not_declare(client,
     assert_headers_declared(httpx2.Response(200, headers={"X-Request-Id": "r"}, request=request))
     with pytest.raises(AssertionError, match="answered 200 with etag"):
         assert_headers_declared(httpx2.Response(200, headers={"ETag": '"1"'}, request=request))
+
+
+def test_every_string_parameter_refuses_nul():
+    """PostgreSQL text cannot hold NUL: a query or path string the contract let through would
+    reach it and fail there. Each is bounded by a pattern, an enum or a format."""
+    document = spec.load()
+
+    def resolved(node: dict) -> dict:
+        while "$ref" in node:
+            target = document
+            for part in node["$ref"].split("/")[1:]:
+                target = target[part]
+            node = target
+        return node
+
+    unbounded = []
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            for parameter in item.get("parameters", []) + operation.get("parameters", []):
+                parameter = resolved(parameter)
+                schema = resolved(parameter.get("schema", {}))
+                is_string = parameter["in"] in {"query", "path"} and schema.get("type") == "string"
+                if is_string and not {"pattern", "enum", "format"} & set(schema):
+                    unbounded.append(f"{method.upper()} {path} {parameter['name']}")
+    assert unbounded == []

@@ -11,8 +11,7 @@
   (OpenAI's error shape, as application/json, on the ``/v1`` paths);
 - a list that answers ``next_cursor`` takes ``limit`` and ``cursor``;
 - every response declares the headers the hub sends with it: ``X-Request-Id`` on all of them
-  (the ``/v1`` paths are left out of these header rules until their rework in issue 14
-  lands), ``Location`` on a 201 (whose handler sends it), ``ETag`` on each 2xx with a body
+  (``/v1`` too), ``Location`` on a 201 (whose handler sends it), ``ETag`` on each 2xx with a body
   when the handler sends one, ``Retry-After`` on 429 and 503, ``Idempotent-Replayed`` on the
   2xx of an operation taking ``Idempotency-Key``, which also declares the 409 a reused or
   busy key answers.
@@ -85,8 +84,6 @@ def sends(module_name: str, function: str, header: str) -> bool:
 
 def header_errors(spec: dict, where: str, op: dict, handler: str, params: list) -> list[str]:
     """The headers each response must declare (see the module's docstring)."""
-    if where.split(" ", 1)[1].startswith("/v1/"):
-        return []  # the OpenAI-compatible paths: their rework (issue 14) brings their headers
     module, function = handler.rsplit(".", 1)
     idempotent = any(p["name"] == "Idempotency-Key" for p in params)
     errors = []

@@ -10,6 +10,7 @@ operation in openapi.yaml (``x-aether-role``, ``x-aether-confirm``) and read by
 from __future__ import annotations
 
 import hashlib
+import re
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -25,6 +26,7 @@ from hub.core.problems import (
     RateLimited,
     Unauthorized,
     UnsupportedMediaType,
+    ValidationFailed,
 )
 from hub.http.edge import (
     MUTATING,
@@ -35,6 +37,8 @@ from hub.http.edge import (
     status_of,
 )
 from hub.services import audit, auth, idempotency
+
+IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,255}$")  # the contract's IdempotencyKey parameter
 
 
 def _require_content_type(scope: Scope, policy: spec.OperationPolicy) -> None:
@@ -233,6 +237,12 @@ class PolicyMiddleware:
         policy: spec.OperationPolicy,
     ) -> None:
         """Replay the stored answer for a repeated key, or run once and store a 2xx answer."""
+        if not IDEMPOTENCY_KEY.match(key):  # checked here: it is stored before validation runs
+            message = "1 to 255 printable ASCII characters, no spaces"
+            raise ValidationFailed(
+                f"header.Idempotency-Key: {message}.",
+                errors=[{"field": "header.Idempotency-Key", "message": message}],
+            )
         body = b""
         more = True
         while more:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from db import base as db_base
 from db.system import IdempotencyRecord
 from hub.services import idempotency
+from tests.assertions import assert_problem
 from tests.factories import agent_body
 
 
@@ -58,3 +61,16 @@ def test_an_idempotent_key_creation_keeps_no_secret_anywhere(client):
     assert again.json()["secret"] is None
     assert secret not in again.text
     assert secret not in all_text(db_base.database)
+
+
+@pytest.mark.parametrize("key", ["k" * 256, "has space", "tab\there", "caf\u00e9"])
+def test_a_key_the_contract_refuses_is_400_before_anything_is_stored(client, key):
+    """The key is stored before request validation runs: checked first (a 256-character
+    key used to reach PostgreSQL's varchar(255) as a 500)."""
+    response = client.post(
+        "/api/v1/agents", json=agent_body(), headers={"Idempotency-Key": key.encode("utf-8")}
+    )
+
+    body = assert_problem(response, 400, "validation_error")
+    assert [e["field"] for e in body["errors"]] == ["header.Idempotency-Key"]
+    assert IdempotencyRecord.select().count() == 0

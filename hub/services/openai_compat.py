@@ -17,25 +17,15 @@ from db import agents
 from hub.core.problems import BadRequest, NotFound, ValidationFailed
 from hub.llm import ChatMessage, ToolCall, ToolSpec, UnsupportedParameter, count_tokens
 from hub.llm import embeddings as embedder
-from hub.llm.openai import parse_arguments
+from hub.llm.openai import FORWARDED, parse_arguments
 from hub.services import providers
 
 EMBEDDING_MODEL = embedder.MODEL_NAME
 
-# Request fields that go to the model as they are (CompletionRequest has a field for each).
-OPTIONS = (
-    "max_completion_tokens",
-    "tool_choice",
-    "parallel_tool_calls",
-    "response_format",
-    "n",
-    "top_p",
-    "frequency_penalty",
-    "presence_penalty",
-    "seed",
-    "logit_bias",
-    "user",
-)
+# Request fields that go to the model as they are (CompletionRequest has a field for each):
+# what an OpenAI upstream is sent, but temperature and max_tokens, which the agent's own
+# settings may supply (see ``hub.engine.completions``).
+OPTIONS = tuple(name for name in FORWARDED if name not in ("temperature", "max_tokens"))
 
 # --- models ------------------------------------------------------------------------------
 

@@ -362,6 +362,19 @@ class AgentMemory(BaseModel):
     top_k: int | None = Field(None, ge=1, le=50)
 
 
+class AgentMemoryState(BaseModel):
+    """
+    The agent's effective memory settings, every field present.
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    enabled: bool
+    scopes: list[str]
+    top_k: int
+
+
 class SlugList(RootModel[list[Slug]]):
     root: list[Slug] = Field(..., max_length=64)
 
@@ -427,15 +440,6 @@ class AgentUpdate(BaseModel):
     status: AgentStatus | None = None
 
 
-class Memory(BaseModel):
-    model_config = ConfigDict(
-        extra='forbid',
-    )
-    enabled: bool
-    scopes: list[str]
-    top_k: int
-
-
 class Agent(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -452,7 +456,7 @@ class Agent(BaseModel):
     tools: list[str]
     skills: list[str]
     capabilities: list[str]
-    memory: Memory
+    memory: AgentMemoryState
     status: AgentStatus
     config_version: int = Field(..., description='The active entry of `/versions`.')
     version: int = Field(..., description='Bumped by every change; the `ETag`.')
@@ -871,30 +875,6 @@ class Type(StrEnum):
     json_schema = 'json_schema'
 
 
-class JsonSchema(BaseModel):
-    model_config = ConfigDict(
-        extra='forbid',
-    )
-    name: str = Field(..., pattern='^[A-Za-z0-9_-]{1,64}$')
-    description: str | None = Field(None, max_length=10000)
-    schema_: dict[str, Any] | None = Field(None, alias='schema')
-    strict: bool | None = None
-
-
-class ChatCompletionResponseFormat(BaseModel):
-    """
-    `text` (the default), `json_object` (the answer is a JSON object), or `json_schema`
-    (the answer fits `json_schema.schema`; `json_schema` is required with it).
-
-    """
-
-    model_config = ConfigDict(
-        extra='forbid',
-    )
-    type: Type
-    json_schema: JsonSchema | None = None
-
-
 class StreamOptions(BaseModel):
     model_config = ConfigDict(
         extra='allow',
@@ -936,50 +916,6 @@ class ToolChoice(StrEnum):
     none = 'none'
     auto = 'auto'
     required = 'required'
-
-
-class ChatCompletionRequest(BaseModel):
-    """
-    OpenAI's request. A field not declared here is refused (400 naming it in `param`), as
-    OpenAI refuses an unrecognised argument; so is a parameter the chosen model cannot
-    honour.
-
-    """
-
-    model_config = ConfigDict(
-        extra='forbid',
-    )
-    model: str = Field(
-        ..., max_length=200, min_length=1, pattern='^[A-Za-z0-9][A-Za-z0-9_.:/-]*$'
-    )
-    messages: list[ChatCompletionMessage] = Field(..., max_length=1000, min_length=1)
-    stream: bool | None = None
-    stream_options: StreamOptions | None = None
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, ge=0.0, le=1.0)
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    seed: int | None = Field(None, ge=-9223372036854775808, le=9223372036854775807)
-    logit_bias: dict[str, LogitBias] | None = Field(
-        None,
-        description='Token id (as text) to a bias from -100 to 100.',
-        max_length=1024,
-    )
-    max_tokens: int | None = Field(None, ge=1, le=1000000)
-    max_completion_tokens: int | None = Field(None, ge=1, le=1000000)
-    n: int | None = Field(None, description='How many choices.', ge=1, le=128)
-    stop: Stop | Stop1 | None = Field(
-        None,
-        description='Up to 4 sequences where the answer stops (they are not part of it).',
-    )
-    tools: list[ChatCompletionTool] | None = Field(None, max_length=128)
-    tool_choice: ToolChoice | ChatCompletionNamedToolChoice | None = Field(
-        None,
-        description='`none`, `auto` (the default), `required`, or a named function.',
-    )
-    parallel_tool_calls: bool | None = None
-    response_format: ChatCompletionResponseFormat | None = None
-    user: str | None = Field(None, max_length=256)
 
 
 class Message1(BaseModel):
@@ -1375,8 +1311,9 @@ class Step(BaseModel):
         ...,
         description='LLM: the message count and tool names offered; tool: the call.',
     )
-    output: Any | None = Field(
-        ..., description="LLM: the text and tool calls; tool: the tool's result."
+    output: Any = Field(
+        ...,
+        description="LLM: the text and tool calls; tool: the tool's result (any JSON, null included).",
     )
     error: str | None = Field(...)
     tokens: StepTokens | None
@@ -1590,7 +1527,9 @@ class ToolExecution(BaseModel):
     tool: str
     arguments: JsonObject
     status: ToolExecutionStatus
-    result: Any | None = Field(..., description='What the tool answered (any JSON).')
+    result: Any = Field(
+        ..., description='What the tool answered (any JSON, null included).'
+    )
     error: str | None = Field(...)
     duration_ms: int = Field(
         ...,
@@ -1822,7 +1761,7 @@ class MemoryPut(BaseModel):
     ttl_seconds: int | None = Field(None, ge=1, le=315360000)
 
 
-class Memory1(BaseModel):
+class Memory(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
     )
@@ -1843,7 +1782,7 @@ class MemoryList(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
     )
-    items: list[Memory1]
+    items: list[Memory]
     next_cursor: NextCursor | None
 
 
@@ -2600,6 +2539,20 @@ class Reply(BaseModel):
     turn: Turn
 
 
+class ChatCompletionJsonSchema(BaseModel):
+    """
+    The JSON Schema a `json_schema` answer must fit, and its name.
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: str = Field(..., pattern='^[A-Za-z0-9_-]{1,64}$')
+    description: str | None = Field(None, max_length=10000)
+    schema_: JsonObject | None = Field(None, alias='schema')
+    strict: bool | None = None
+
+
 class Trace(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -2635,3 +2588,61 @@ class EventMappingList(BaseModel):
     )
     items: list[EventMapping]
     next_cursor: NextCursor | None
+
+
+class ChatCompletionResponseFormat(BaseModel):
+    """
+    `text` (the default), `json_object` (the answer is a JSON object), or `json_schema`
+    (the answer fits `json_schema.schema`; `json_schema` is required with it).
+
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    type: Type
+    json_schema: ChatCompletionJsonSchema | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """
+    OpenAI's request. A field not declared here is refused (400 naming it in `param`), as
+    OpenAI refuses an unrecognised argument; so is a parameter the chosen model cannot
+    honour.
+
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    model: str = Field(
+        ..., max_length=200, min_length=1, pattern='^[A-Za-z0-9][A-Za-z0-9_.:/-]*$'
+    )
+    messages: list[ChatCompletionMessage] = Field(..., max_length=1000, min_length=1)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    seed: int | None = Field(None, ge=-9223372036854775808, le=9223372036854775807)
+    logit_bias: dict[str, LogitBias] | None = Field(
+        None,
+        description='Token id (as text) to a bias from -100 to 100.',
+        max_length=1024,
+    )
+    max_tokens: int | None = Field(None, ge=1, le=1000000)
+    max_completion_tokens: int | None = Field(None, ge=1, le=1000000)
+    n: int | None = Field(None, description='How many choices.', ge=1, le=128)
+    stop: Stop | Stop1 | None = Field(
+        None,
+        description='Up to 4 sequences where the answer stops (they are not part of it).',
+    )
+    tools: list[ChatCompletionTool] | None = Field(None, max_length=128)
+    tool_choice: ToolChoice | ChatCompletionNamedToolChoice | None = Field(
+        None,
+        description='`none`, `auto` (the default), `required`, or a named function.',
+    )
+    parallel_tool_calls: bool | None = None
+    response_format: ChatCompletionResponseFormat | None = None
+    user: str | None = Field(None, max_length=256)

@@ -16,7 +16,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from db import base as db_base
 from hub.core import metrics, spec
 from hub.core.problems import (
     ConfirmationRequired,
@@ -31,6 +30,7 @@ from hub.core.problems import (
 from hub.http.edge import (
     MUTATING,
     REPLAY_HEADERS,
+    find_key,
     operator_of,
     replay_body,
     request_info,
@@ -147,12 +147,7 @@ class PolicyMiddleware:
             raise Unauthorized(
                 "`Authorization` and `X-API-Key` carry different credentials: send one."
             )
-        if db_base.is_postgres():
-            found = await run_in_threadpool(auth.lookup, secret, settings.admin_token)
-        else:
-            # One indexed read on a local WAL file (readers never wait for writers) costs
-            # less than the hop to a worker thread.
-            found = auth.lookup(secret, settings.admin_token)
+        found = await find_key(secret, settings.admin_token)
         if found is None:
             self._refused_anonymous(scope, info, "invalid")
             raise Unauthorized("The API key is not valid or has been revoked.")

@@ -34,7 +34,6 @@ from jsonschema import Draft4Validator
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from db import base as db_base
 from db.base import new_id
 from hub.core import access, generations, metrics, spec
 from hub.core.problems import (
@@ -48,6 +47,7 @@ from hub.core.problems import (
 from hub.engine import turns as chat
 from hub.events.bus import Overflow, Revoked
 from hub.http import validation
+from hub.http.edge import find_key
 from hub.runtime import instance
 from hub.services import audit, auth
 
@@ -80,10 +80,7 @@ async def _authenticate(websocket: WebSocket):
     ) or websocket.query_params.get("token")
     if not secret:
         return None
-    if db_base.is_postgres():
-        found = await run_in_threadpool(auth.lookup, secret, runtime.settings.admin_token)
-    else:
-        found = auth.lookup(secret, runtime.settings.admin_token)
+    found = await find_key(secret, runtime.settings.admin_token)
     return found[0] if found else None
 
 

@@ -13,7 +13,7 @@ import contextvars
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from db import audit
 from db.audit import GENESIS, KEYED, AuditEntry
@@ -56,7 +56,6 @@ class Pending:
     open: bool = True  # the request is still running
     written: AuditEntry | None = None  # by a write transaction (committed or not)
     committed: bool = False  # ... and that transaction committed
-    created: tuple[str, str | Callable[[], str]] | None = None  # (collection path, new id)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -126,13 +125,12 @@ def close() -> None:
             pending.open = False
 
 
-def created(collection: str, resource_id: str | Callable[[], str], *, status: int = 201) -> None:
+def created(collection: str, resource_id: str, *, status: int = 201) -> None:
     """Inside a service's write transaction: this creates ``/api/v1/<collection>/<id>``,
     which the running request's entry names if the request is a create (its operation
     answers a ``Location``) addressed to that collection (``POST /agents``,
     ``POST /agents/{id}/clone``, ``PUT /providers/{id}``; not the task ``POST /tasks``'s
-    agent loop or ``POST /schedules/{id}/run`` makes). ``resource_id`` may be a callable,
-    for an id given only as the transaction commits (an event's)."""
+    agent loop or ``POST /schedules/{id}/run`` makes)."""
     pending = _pending.get()
     base = f"{API}/{collection}"
     if pending is None or not pending.names_created:
@@ -141,7 +139,7 @@ def created(collection: str, resource_id: str | Callable[[], str], *, status: in
         return
     with pending.lock:
         if pending.open and pending.written is None:
-            pending.created = (base, resource_id)
+            pending.resource = f"{base}/{resource_id}"
             pending.status = status
 
 
@@ -172,9 +170,6 @@ def _in_transaction() -> None:
     with pending.lock:
         if not pending.open or pending.written is not None:
             return
-        if pending.created is not None:
-            base, resource_id = pending.created
-            pending.resource = f"{base}/{resource_id() if callable(resource_id) else resource_id}"
         pending.written = entry = _append(pending.fields())
 
     def committed() -> None:

@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: run test test-fast check bench bench-smoke codegen format clean
 
-$(STAMP): pyproject.toml
+# The stamp's name holds the checksum of pyproject.toml: a changed file makes a new name,
+# while a fresh checkout or worktree (a newer mtime, the same content) reinstalls nothing.
+$(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'

@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-fast check bench bench-smoke codegen format clean
+.PHONY: run test test-fast test-clients check bench bench-smoke codegen format clean
 
 # The stamp's name holds the checksum of pyproject.toml: a changed file makes a new name,
 # while a fresh checkout or worktree (a newer mtime, the same content) reinstalls nothing.
@@ -20,11 +20,14 @@ run: $(STAMP)  ## serve the hub on SQLite at 127.0.0.1:8080 with the built-in mo
 
 test: $(STAMP)  ## every test, SQLite and a throwaway PostgreSQL, one pytest worker per core
 	tools/ensure_postgres.sh
-	$(PY) -m pytest -n auto --dist worksteal
+	$(PY) -m pytest -n auto --dist worksteal -m "not toolchain"
 
 test-fast: $(STAMP)  ## the inner loop: SQLite only, no contract fuzzing, no subprocess hubs
-	AETHER_TEST_BACKENDS=sqlite $(PY) -m pytest -n auto --dist worksteal -m "not slow" \
+	AETHER_TEST_BACKENDS=sqlite $(PY) -m pytest -n auto --dist worksteal -m "not slow and not toolchain" \
 		--ignore=tests/test_contract.py
+
+test-clients: $(STAMP)  ## the generated clients that need Java or Node, against a live hub (CI runs it)
+	$(PY) -m pytest -n auto --dist worksteal -m toolchain
 
 check: $(STAMP)  ## lint, format, codegen drift, contract rules
 	$(VENV)/bin/ruff check .
@@ -48,4 +51,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .ruff_cache
+	rm -rf $(VENV) .tools data .pytest_cache .ruff_cache

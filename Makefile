@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+LINT   := tools/lint/node_modules/.installed-$(shell cat tools/lint/package-lock.json | cksum | cut -d' ' -f1)
 
 .PHONY: run test test-fast test-clients check bench bench-smoke codegen format clean
 
@@ -14,6 +15,12 @@ $(STAMP):
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
+
+# The contract's linters (Redocly, Spectral): pinned by tools/lint/package-lock.json, no
+# install scripts run, nothing global.
+$(LINT): tools/lint/package-lock.json
+	cd tools/lint && SCARF_ANALYTICS=false DO_NOT_TRACK=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(LINT)
 
 run: $(STAMP)  ## serve the hub on SQLite at 127.0.0.1:8080 with the built-in model
 	$(VENV)/bin/aether serve
@@ -29,11 +36,12 @@ test-fast: $(STAMP)  ## the inner loop: SQLite only, no contract fuzzing, no sub
 test-clients: $(STAMP)  ## the generated clients that need Java or Node, against a live hub (CI runs it)
 	$(PY) -m pytest -n auto --dist worksteal -m toolchain
 
-check: $(STAMP)  ## lint, format, codegen drift, contract rules
+check: $(STAMP) $(LINT)  ## lint, format, codegen drift, contract rules, Redocly and Spectral
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) tools/codegen.py --check
 	$(PY) tools/check_spec.py
+	$(PY) tools/lint_spec.py
 
 bench: $(STAMP)  ## measure the hub beside its references (python -m bench --help)
 	tools/ensure_postgres.sh

@@ -7,7 +7,9 @@ and with an invalid one is refused. (Until 2026-12-02 the key was set as a plain
 inside the test, after schemathesis had built it, and the generated credentials won: that
 run was refused with 401 almost everywhere.)
 
-Both generation modes (positive and negative) and the coverage phase run, and schemathesis'
+Both generation modes (positive and negative), the examples phase (the contract's examples)
+and the coverage phase run (the stateful phase, over the contract's ``links``, is
+``tests/test_contract_stateful.py``), and schemathesis'
 ``ignored_auth`` check probes every operation without and with bad credentials. A second run
 sends generated requests for every operation with no credentials at all: only the public
 ones may answer anything but 401 (``tests/test_auth_required.py`` also walks them by hand).
@@ -243,9 +245,8 @@ def _restore_config(case, sqlite_hub: TestClient, postgresql_url: str | None) ->
         assert response.status_code == 200, response.text
 
 
-@schema.parametrize()
-@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-def test_every_operation_conforms(case, contract_hub, postgresql_hub):
+def _adjust(case) -> None:
+    """The adjustments of the module docstring, made to a case before it is sent."""
     if _positive(case) and case.query and "cursor" in case.query:
         del case.query["cursor"]
     if isinstance(case.body, dict):
@@ -263,16 +264,33 @@ def test_every_operation_conforms(case, contract_hub, postgresql_hub):
             case.body["rate_limit_per_minute"] = 0  # a valid limit would throttle the run
     if case.operation.definition.raw["operationId"] == "stream_events":
         case.query = {**(case.query or {}), "follow": "false"}
-    # /v1 speaks OpenAI's API, which refuses what a schema cannot say (a tool message that
-    # answers no call, embeddings this hub cannot make) as 400 invalid_request_error, not
-    # 422: there a schema-valid request may be a 400 — in OpenAI's shape, naming the param.
-    openai = case.operation.path.startswith("/v1/")
-    excluded = [positive_data_acceptance] if openai else []
+
+
+def _openai(case) -> bool:
+    """/v1 speaks OpenAI's API, which refuses what a schema cannot say (a tool message that
+    answers no call, embeddings this hub cannot make) as 400 invalid_request_error, not 422:
+    there a schema-valid request may be a 400 — in OpenAI's shape, naming the param."""
+    return case.operation.path.startswith("/v1/")
+
+
+def _excluded(case) -> list:
+    return [positive_data_acceptance] if _openai(case) else []
+
+
+def _check_openai_refusal(case, response) -> None:
+    if _openai(case) and _positive(case) and response.status_code == 400:
+        error = response.json()["error"]
+        assert error["param"] and error["code"], response.text
+
+
+@schema.parametrize()
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+def test_every_operation_conforms(case, contract_hub, postgresql_hub):
+    _adjust(case)
+    excluded = _excluded(case)
     try:
         response = case.call_and_validate(excluded_checks=excluded)
-        if openai and _positive(case) and response.status_code == 400:
-            error = response.json()["error"]
-            assert error["param"] and error["code"], response.text
+        _check_openai_refusal(case, response)
         _on_postgresql(case, postgresql_hub, excluded)
     finally:
         _restore_config(case, contract_hub, postgresql_hub)

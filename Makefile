@@ -4,6 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 LINT   := tools/lint/node_modules/.installed-$(shell cat tools/lint/package-lock.json | cksum | cut -d' ' -f1)
+TS     := tests/clients/typescript
+TS_STAMP := $(TS)/node_modules/.installed-$(shell cat $(TS)/package-lock.json | cksum | cut -d' ' -f1)
 
 .PHONY: run test test-fast test-clients check bench bench-smoke codegen format clean
 
@@ -16,11 +18,20 @@ $(STAMP):
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-# The contract's linters (Redocly, Spectral): pinned by tools/lint/package-lock.json, no
-# install scripts run, nothing global.
-$(LINT): tools/lint/package-lock.json
+# The contract's linters (Redocly, Spectral): pinned by tools/lint/package-lock.json and
+# stamped by its checksum, no install scripts run, nothing global.
+$(LINT):
+	@command -v npm >/dev/null || { echo "make check needs Node 20+ and npm"; exit 1; }
 	cd tools/lint && SCARF_ANALYTICS=false DO_NOT_TRACK=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	touch $(LINT)
+
+# The TypeScript client's generators, as package-lock.json pins them, stamped the same way by
+# the lock's checksum (npm ci empties node_modules, old stamps included). No install scripts,
+# no telemetry.
+$(TS_STAMP):
+	@command -v npm >/dev/null || { echo "make test-clients needs Node 20+ and npm"; exit 1; }
+	cd $(TS) && SCARF_ANALYTICS=false DO_NOT_TRACK=1 npm ci --ignore-scripts --no-audit --no-fund
+	touch $(TS_STAMP)
 
 run: $(STAMP)  ## serve the hub on SQLite at 127.0.0.1:8080 with the built-in model
 	$(VENV)/bin/aether serve
@@ -33,7 +44,7 @@ test-fast: $(STAMP)  ## the inner loop: SQLite only, no contract fuzzing, no sub
 	AETHER_TEST_BACKENDS=sqlite $(PY) -m pytest -n auto --dist worksteal -m "not slow and not toolchain" \
 		--ignore=tests/test_contract.py
 
-test-clients: $(STAMP)  ## the generated clients that need Java or Node, against a live hub (CI runs it)
+test-clients: $(STAMP) $(TS_STAMP)  ## the generated clients that need Java or Node, against a live hub (CI runs it)
 	$(PY) -m pytest -n auto --dist worksteal -m toolchain
 
 check: $(STAMP) $(LINT)  ## lint, format, codegen drift, contract rules, Redocly and Spectral

@@ -6,8 +6,13 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 LINT   := tools/lint/node_modules/.installed-$(shell cat tools/lint/package-lock.json | cksum | cut -d' ' -f1)
 TS     := tests/clients/typescript
 TS_STAMP := $(TS)/node_modules/.installed-$(shell cat $(TS)/package-lock.json | cksum | cut -d' ' -f1)
+# The client generators of tests/clients/, each in its own venv under .tools/ (never the hub's),
+# pinned by a complete pip freeze in tools/clients/<name>.txt and stamped by its checksum.
+tool_stamp = .tools/$(1)/.installed-$(shell cat tools/clients/$(1).txt | cksum | cut -d' ' -f1)
+OPENAPI_PYTHON_CLIENT := $(call tool_stamp,openapi-python-client)
+OPENAPI_GENERATOR     := $(call tool_stamp,openapi-generator)
 
-.PHONY: run test test-fast test-clients check bench bench-smoke codegen format clean
+.PHONY: run test test-fast test-clients client-generators check bench bench-smoke codegen format clean
 
 # The stamp's name holds the checksum of pyproject.toml: a changed file makes a new name,
 # while a fresh checkout or worktree (a newer mtime, the same content) reinstalls nothing.
@@ -33,10 +38,28 @@ $(TS_STAMP):
 	cd $(TS) && SCARF_ANALYTICS=false DO_NOT_TRACK=1 npm ci --ignore-scripts --no-audit --no-fund
 	touch $(TS_STAMP)
 
+# Exactly the pinned set (--no-deps), then pip check: a freeze missing a dependency fails here.
+define install_tool
+	test -x .tools/$(1)/bin/python || $(PYTHON) -m venv .tools/$(1)
+	.tools/$(1)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		-r tools/clients/$(1).txt
+	.tools/$(1)/bin/python -m pip check --disable-pip-version-check
+	rm -f .tools/$(1)/.installed-*
+	touch $@
+endef
+
+$(OPENAPI_PYTHON_CLIENT):
+	$(call install_tool,openapi-python-client)
+
+$(OPENAPI_GENERATOR):
+	$(call install_tool,openapi-generator)
+
+client-generators: $(OPENAPI_PYTHON_CLIENT) $(OPENAPI_GENERATOR)  ## install the generators of tests/clients/
+
 run: $(STAMP)  ## serve the hub on SQLite at 127.0.0.1:8080 with the built-in model
 	$(VENV)/bin/aether serve
 
-test: $(STAMP)  ## every test, SQLite and a throwaway PostgreSQL, one pytest worker per core
+test: $(STAMP) $(OPENAPI_PYTHON_CLIENT)  ## every test, SQLite and a throwaway PostgreSQL, one pytest worker per core
 	tools/ensure_postgres.sh
 	$(PY) -m pytest -n auto --dist worksteal -m "not toolchain"
 
@@ -44,7 +67,9 @@ test-fast: $(STAMP)  ## the inner loop: SQLite only, no contract fuzzing, no sub
 	AETHER_TEST_BACKENDS=sqlite $(PY) -m pytest -n auto --dist worksteal -m "not slow and not toolchain" \
 		--ignore=tests/test_contract.py
 
-test-clients: $(STAMP) $(TS_STAMP)  ## the generated clients that need Java or Node, against a live hub (CI runs it)
+test-clients: $(STAMP) $(TS_STAMP) $(OPENAPI_PYTHON_CLIENT) $(OPENAPI_GENERATOR)  ## the generated clients that need Java or Node, against a live hub (CI runs it)
+	$(PY) -m pytest -n auto --dist worksteal -m toolchain
+
 	$(PY) -m pytest -n auto --dist worksteal -m toolchain
 
 check: $(STAMP) $(LINT)  ## lint, format, codegen drift, contract rules, Redocly and Spectral

@@ -70,8 +70,6 @@ test-fast: $(STAMP)  ## the inner loop: SQLite only, no contract fuzzing, no sub
 test-clients: $(STAMP) $(TS_STAMP) $(OPENAPI_PYTHON_CLIENT) $(OPENAPI_GENERATOR)  ## the generated clients that need Java or Node, against a live hub (CI runs it)
 	$(PY) -m pytest -n auto --dist worksteal -m toolchain
 
-	$(PY) -m pytest -n auto --dist worksteal -m toolchain
-
 check: $(STAMP) $(LINT)  ## lint, format, codegen drift, contract rules, Redocly and Spectral
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -1,10 +1,10 @@
-"""Registered HTTP tools and the record of every tool execution."""
+"""Registered HTTP tools, tool groups, and the record of every tool execution."""
 
 from __future__ import annotations
 
 import peewee
 
-from db.base import BaseModel, JSONField, iso
+from db.base import BaseModel, JSONField, Versioned, iso
 
 
 class Tool(BaseModel):
@@ -18,6 +18,32 @@ class Tool(BaseModel):
     timeout_seconds = peewee.FloatField()
     requires_approval = peewee.BooleanField(default=False)
     created_at = peewee.DateTimeField()
+
+
+class ToolGroup(Versioned, BaseModel):
+    """A named set of tools; an agent's ``tools`` may list it as ``group:<name>``."""
+
+    name = peewee.CharField(primary_key=True, max_length=64)
+    description = peewee.TextField(default="")
+    tools = JSONField()
+    source = peewee.CharField(max_length=80)  # seed, api (later: plugin:<id>)
+    version = peewee.IntegerField(default=1)
+    created_at = peewee.DateTimeField()
+    updated_at = peewee.DateTimeField()
+
+    class Meta:
+        table_name = "tool_group"
+
+    def to_api(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "tools": list(self.tools),
+            "source": self.source,
+            "version": self.version,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+        }
 
 
 class ToolExecution(BaseModel):
@@ -59,6 +85,14 @@ def get(name: str) -> Tool | None:
 
 def registered() -> list[Tool]:
     return list(Tool.select().order_by(Tool.name))
+
+
+def groups() -> peewee.Select:
+    return ToolGroup.select()
+
+
+def get_group(name: str) -> ToolGroup | None:
+    return ToolGroup.get_or_none(ToolGroup.name == name)
 
 
 def executions(

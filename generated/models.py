@@ -379,6 +379,20 @@ class SlugList(RootModel[list[Slug]]):
     root: list[Slug] = Field(..., max_length=64)
 
 
+class AgentToolListItem(RootModel[str]):
+    root: str = Field(
+        ...,
+        description="A tool's name, or `group:<name>` for a tool group.",
+        max_length=70,
+        min_length=1,
+        pattern='^(group:)?[a-z0-9][a-z0-9_-]{0,63}$',
+    )
+
+
+class AgentToolList(RootModel[list[AgentToolListItem]]):
+    root: list[AgentToolListItem] = Field(..., max_length=64)
+
+
 class AgentCreate(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -399,8 +413,9 @@ class AgentCreate(BaseModel):
         ge=1,
         le=50,
     )
-    tools: SlugList | None = Field(
-        None, description='The tools the agent may call (built-in or registered names).'
+    tools: AgentToolList | None = Field(
+        None,
+        description='The tools the agent may call: built-in or registered names, and `group:<name>` for\nevery tool of a tool group.\n',
     )
     skills: SlugList | None = None
     capabilities: SlugList | None = None
@@ -431,8 +446,9 @@ class AgentUpdate(BaseModel):
         ge=1,
         le=50,
     )
-    tools: SlugList | None = Field(
-        None, description='The tools the agent may call (built-in or registered names).'
+    tools: AgentToolList | None = Field(
+        None,
+        description='The tools the agent may call: built-in or registered names, and `group:<name>` for\nevery tool of a tool group.\n',
     )
     skills: SlugList | None = None
     capabilities: SlugList | None = None
@@ -1442,6 +1458,59 @@ class HttpMethod(StrEnum):
     PUT = 'PUT'
     PATCH = 'PATCH'
     DELETE = 'DELETE'
+
+
+class ToolGroupTools(RootModel[list[Slug]]):
+    """
+    Tool names (built-in or registered), each once; not other groups.
+    """
+
+    root: list[Slug] = Field(
+        ...,
+        description='Tool names (built-in or registered), each once; not other groups.',
+        max_length=128,
+        min_length=1,
+    )
+
+
+class ToolGroupCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: Slug
+    description: str | None = Field(None, max_length=2000, pattern='^[^\\u0000]*$')
+    tools: ToolGroupTools
+
+
+class ToolGroupUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    description: str | None = Field(None, max_length=2000, pattern='^[^\\u0000]*$')
+    tools: ToolGroupTools
+
+
+class ToolGroup(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: str
+    description: str
+    tools: list[str]
+    source: str = Field(
+        ..., description='`seed` (a group every new hub starts with) or `api`.'
+    )
+    version: int
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class ToolGroupList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[ToolGroup]
+    next_cursor: NextCursor | None
 
 
 class Headers(RootModel[str]):

@@ -103,8 +103,9 @@ class WorkerDatabase:
     Creating a database per test (a copy of the template) and dropping it after cost two
     checkpoints of the whole cluster and ~20 ms each; emptying one costs a few deletes. After
     a test its connections are ended (threads of its app may have left some open), then every
-    table but the migrations' own is emptied and the sequences restarted, so each test starts
-    as on a fresh copy of the template."""
+    table but the migrations' own is emptied and the sequences restarted, and the rows the
+    migrations seed (the seeded tool groups) are put back, so each test starts as on a fresh
+    copy of the template."""
 
     def __init__(self, server, admin) -> None:
         self.name = "w_" + uuid.uuid4().hex[:16]
@@ -124,6 +125,14 @@ class WorkerDatabase:
                 "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'"
             )
         ]
+        self._seeded = []  # (insert statement, rows) of the tables the migrations fill
+        for table in tables:
+            cursor = self.connection.execute(f'SELECT * FROM "{table}"')
+            rows = cursor.fetchall()
+            if rows:
+                columns = ", ".join(f'"{column.name}"' for column in cursor.description)
+                marks = ", ".join(["%s"] * len(cursor.description))
+                self._seeded.append((f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', rows))
         # DELETE, not TRUNCATE: a TRUNCATE of the 30-odd tables replaces every table's files
         # and cost ~40 ms per test; deleting the few rows a test wrote costs ~5 ms. Foreign
         # keys are not checked while emptying (the replica role); sequences start again at 1.
@@ -141,6 +150,9 @@ class WorkerDatabase:
             (self.name,),
         )
         self.connection.execute(self._empty)
+        with self.connection.cursor() as cursor:
+            for insert, rows in self._seeded:
+                cursor.executemany(insert, rows)
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ SAMPLE = {
     "provider_id": "builtin",
     "task_id": "tsk_x",
     "tool_name": "current_time",
+    "group_id": "memory",
     "approval_id": "apr_x",
     "notification_id": "ntf_x",
     "dead_letter_id": "dlq_x",

@@ -41,7 +41,7 @@ from hub.llm import (
     Usage,
 )
 from hub.llm.openai import tool_call_to_wire
-from hub.services import openai_compat, providers, usage
+from hub.services import openai_compat, providers, tool_groups, usage
 from hub.services.toolkit import ToolDef
 
 # How the loop's outcomes end a completion, in OpenAI's finish reasons.
@@ -109,7 +109,7 @@ def prepare(body: dict) -> Call:
         if agent.status != "active":
             raise Conflict(f"Agent {model!r} is {agent.status}.", code="agent_not_active")
         provider, name = _resolve(agent.model)
-        clash = sorted({t.name for t in client_tools} & set(agent.tools or []))
+        clash = sorted({t.name for t in client_tools} & set(tool_groups.expand(agent.tools or [])))
         if clash:
             raise openai_compat.invalid(
                 "tools", f"{', '.join(clash)}: the agent {model!r} has tools of that name"

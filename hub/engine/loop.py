@@ -44,8 +44,8 @@ from hub.llm import (
     ToolSpec,
     count_tokens,
 )
+from hub.services import tool_groups, usage
 from hub.services import tools as tool_service
-from hub.services import usage
 from hub.services.toolkit import Call, ToolDef
 
 Emit = Callable[[dict], Awaitable[None]]
@@ -494,9 +494,10 @@ def _ms(start: float, end: float | None) -> float | None:
 
 
 def agent_tools(names: list[str]) -> dict[str, ToolDef]:
-    """The agent's tools that exist (built-in or registered), by name."""
+    """The agent's tools that exist (built-in or registered), by name; ``group:<name>``
+    stands for the group's tools."""
     found = {}
-    for name in names:
+    for name in tool_groups.expand(names):
         tool = tool_service.resolve(name)
         if tool is not None:
             found[name] = tool

@@ -96,6 +96,7 @@ def test_migrations_apply_once(fresh_db):
         "0008_idempotency_secrets",
         "0009_actors_and_owners",
         "0010_keyed_audit_chain",
+        "0011_tool_groups",
     ]
     assert db_base.migrate() == names
     assert db_base.migrate() == []

@@ -708,6 +708,7 @@ def creates(client) -> list[tuple[str, str, dict]]:
                 "endpoint": NOWHERE,
             },
         ),
+        ("POST", "/api/v1/tool-groups", {"name": "kit", "tools": ["notify"]}),
         ("POST", "/api/v1/memories", {"key": "m", "content": "c", "scope": "global"}),
         ("POST", "/api/v1/events", {"type": "deploy.finished", "payload": {}}),
         (

@@ -924,7 +924,7 @@ class Stop1(RootModel[list[Stop1Item]]):
     )
 
 
-class ToolChoice(StrEnum):
+class ToolChoiceEnum(StrEnum):
     """
     `none`, `auto` (the default), `required`, or a named function.
     """
@@ -932,6 +932,13 @@ class ToolChoice(StrEnum):
     none = 'none'
     auto = 'auto'
     required = 'required'
+
+
+class ToolChoice(RootModel[ToolChoiceEnum | None]):
+    root: ToolChoiceEnum | None = Field(
+        None,
+        description='`none`, `auto` (the default), `required`, or a named function.',
+    )
 
 
 class Message1(BaseModel):

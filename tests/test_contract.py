@@ -46,6 +46,8 @@ Check configuration (the only deviations from schemathesis' defaults, each with 
   and each such case is followed by a ``PATCH`` back to the settings the run started with:
   a limit of 35 a minute, or metrics made private, would change every later case of the
   module. The rate limit itself is covered by handler tests.
+- ``application/yaml`` answers are checked as text (``_yaml_as_text``): the one such answer,
+  ``GET /api/v1/openapi.yaml``, is the contract's bytes, declared as a binary string.
 - ``GET /api/v1/events/stream`` is called with ``follow=false`` (the replay, then the end):
   a live stream never ends, so no response would ever complete. The live stream is covered
   by tests/events/test_event_stream.py (the app with its runtime running) and, across two
@@ -71,6 +73,7 @@ import schemathesis.pytest._test_builder as schemathesis_builder
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
+from schemathesis.core.media_types import YAML_MEDIA_TYPES
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from starlette.testclient import TestClient
 
@@ -133,6 +136,16 @@ NOWHERE = "http://127.0.0.1:9/v1"  # loopback, the discard port: refused at once
 AUTHENTICATED = SchemathesisConfig.from_dict(
     {"auth": {"openapi": {"bearerAuth": {"bearer": TOKEN}}}}
 )
+
+
+@schemathesis.deserializer(*YAML_MEDIA_TYPES)  # each: any of them matches application/yaml
+def _yaml_as_text(context, response) -> str:
+    """``GET /api/v1/openapi.yaml`` answers the contract's text, declared ``type: string,
+    format: binary`` (the generated clients read it as bytes, compared with the file by their
+    suites); schemathesis' own YAML deserializer would check the parsed document instead."""
+    return response.content.decode(response.encoding or "utf-8")
+
+
 schema = schemathesis.openapi.from_path(str(spec.SPEC_PATH), config=AUTHENTICATED)
 schema.app = bound
 schema.config.update(base_url="http://testserver")

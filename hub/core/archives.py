@@ -447,8 +447,9 @@ def _read_zip(data: bytes, names: _Names, budget: _Budget) -> dict[str, bytes]:
             shown = display(name)
             names.count(shown)
             folder = name.endswith("/")
-            mode = info.external_attr >> 16
-            kind = stat.S_IFMT(mode) if info.create_system == 3 else 0
+            # The Unix mode's type, whatever system the entry claims to come from: extractors
+            # that honour it regardless exist.
+            kind = stat.S_IFMT(info.external_attr >> 16)
             if kind in _ZIP_TYPE_NAMES:
                 raise ArchiveRefused(
                     shown, f"not a regular file or a folder: {_ZIP_TYPE_NAMES[kind]}"
@@ -547,7 +548,7 @@ def extract_atomically(files: dict[str, bytes], parent: Path) -> Path:
     fsynced, then the folder is renamed to a fresh name. Any failure removes all of it.
     """
     parent = Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
+    parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=parent))
     root = staging.resolve()
     final: Path | None = None

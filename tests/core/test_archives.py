@@ -46,14 +46,18 @@ def member(name: str, data: bytes = b"", type_: bytes = tarfile.REGTYPE, **attrs
     return info, data
 
 
-def tgz(*members: tuple, fmt: int = tarfile.GNU_FORMAT) -> bytes:
+def tarred(*members: tuple, fmt: int = tarfile.GNU_FORMAT) -> bytes:
     raw = io.BytesIO()
     with tarfile.open(
         fileobj=raw, mode="w", format=fmt, encoding="utf-8", errors="surrogateescape"
     ) as tar:
         for info, data in members:
             tar.addfile(info, io.BytesIO(data) if info.size else None)
-    return gzip.compress(raw.getvalue(), mtime=0)
+    return raw.getvalue()
+
+
+def tgz(*members: tuple, fmt: int = tarfile.GNU_FORMAT) -> bytes:
+    return gzip.compress(tarred(*members, fmt=fmt), mtime=0)
 
 
 def zipped(*entries: tuple[str, bytes] | zipfile.ZipInfo, attrs: dict | None = None) -> bytes:
@@ -72,9 +76,9 @@ def zipped(*entries: tuple[str, bytes] | zipfile.ZipInfo, attrs: dict | None = N
     return raw.getvalue()
 
 
-def zip_entry(name: str, mode: int) -> zipfile.ZipInfo:
+def zip_entry(name: str, mode: int, system: int = 3) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
-    info.create_system = 3
+    info.create_system = system
     info.external_attr = mode << 16
     return info
 
@@ -255,6 +259,14 @@ HOSTILE: dict[str, tuple[Callable[[], tuple[bytes, str]], str, str]] = {
         "",
         "corrupt",
     ),
+    "tar-padding-bomb": (
+        lambda: (
+            gzip.compress(tarred(member("a.md", b"x")) + bytes(30_000_000), mtime=0),
+            "tar.gz",
+        ),
+        "",
+        "tar stream unpacks to more",
+    ),
     "tar-trailing-garbage": (
         lambda: (tgz(member("a.md", b"hello")) + b"MZ trailing", "tar.gz"),
         "",
@@ -271,6 +283,11 @@ HOSTILE: dict[str, tuple[Callable[[], tuple[bytes, str]], str, str]] = {
     "zip-drive": (lambda: (zipped(("C:evil", b"x")), "zip"), "C:evil", "drive letter"),
     "zip-symlink": (
         lambda: (zipped(zip_entry("link", stat.S_IFLNK | 0o777)), "zip"),
+        "link",
+        "symbolic link",
+    ),
+    "zip-symlink-from-dos": (
+        lambda: (zipped(zip_entry("link", stat.S_IFLNK | 0o777, system=0)), "zip"),
         "link",
         "symbolic link",
     ),
@@ -465,14 +482,30 @@ def test_archives_from_common_tools_are_read():
     data = zipped(zip_entry("docs/", stat.S_IFDIR | 0o755), ("docs/a.md", b"A"), ("SKILL.md", b"S"))
     assert read_archive(data, "zip", max_total=LIMIT) == {"docs/a.md": b"A", "SKILL.md": b"S"}
     # a multi-member gzip (concatenated streams) is one stream
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        info = tarfile.TarInfo("x.md")
-        info.size = 3
-        tar.addfile(info, io.BytesIO(b"xyz"))
-    body = raw.getvalue()
+    body = tarred(member("x.md", b"xyz"))
     data = gzip.compress(body[:700], mtime=0) + gzip.compress(body[700:], mtime=0)
     assert read_archive(data, "tar.gz", max_total=LIMIT) == {"x.md": b"xyz"}
+
+    # a zip written to a pipe: sizes and CRCs in data descriptors after each entry's data
+    class Pipe(io.RawIOBase):
+        def __init__(self) -> None:
+            self.chunks: list[bytes] = []
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b) -> int:
+            self.chunks.append(bytes(b))
+            return len(b)
+
+    pipe = Pipe()
+    with zipfile.ZipFile(pipe, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, content in SKILL.items():
+            with zf.open(name, "w") as out:
+                out.write(content)
+    data = b"".join(pipe.chunks)
+    assert zipfile.ZipFile(io.BytesIO(data)).infolist()[0].flag_bits & 0x08
+    assert read_archive(data, "zip", max_total=LIMIT) == SKILL
 
 
 @pytest.mark.parametrize("kind", archives.KINDS)
@@ -553,6 +586,7 @@ def test_extraction_writes_every_file_into_a_fresh_private_folder(tmp_path):
     assert first != second and first.parent == second.parent == parent
     assert sorted(os.listdir(parent)) == sorted([first.name, second.name])  # no .tmp- left
     assert tree(first) == SKILL
+    assert stat.S_IMODE(parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(first.stat().st_mode) == 0o700
     assert stat.S_IMODE((first / "SKILL.md").stat().st_mode) == 0o600
     assert stat.S_IMODE((first / "a" / "b").stat().st_mode) == 0o700

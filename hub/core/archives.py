@@ -29,7 +29,10 @@ refusal is its subclass ``NotAnArchive`` (code ``not_an_archive``). The refusals
 
 - a name that is absolute (``/x``), has a ``..`` component, a backslash, a colon (a drive
   letter ``C:`` or an NTFS stream ``a:b`` on Windows), a control character or a bidirectional
-  formatting character, is not UTF-8, is empty, or has a component over 255 bytes;
+  formatting character, is not UTF-8, is empty, or has a component over 255 bytes; a component
+  ending in a dot or a space, or a Windows device name (``CON``, ``nul.txt``, ``COM1``…); a
+  character that NFKC normalisation turns into ``/``, ``\\``, ``:`` or ``..`` (the fullwidth
+  U+FF0F, U+FF0E);
 - anything but a regular file or a folder: symbolic and hard links, character and block
   devices, FIFOs, sparse files, unknown tar types; encrypted zip entries;
 - a duplicate name, also after normalisation (``a.md``, ``./a.md``), case-insensitively and
@@ -41,7 +44,12 @@ refusal is its subclass ``NotAnArchive`` (code ``not_an_archive``). The refusals
   header in size or CRC is corrupt); a tar stream's headers may add at most 4 KiB an entry;
 - a compression ratio over ``max_ratio`` for one entry or for the whole archive, checked once
   more than ``RATIO_FLOOR`` (1 MiB) has been unpacked (small files are never bombs);
-- zip entries whose data overlap (the "overlapping files" bomb);
+- zip entries whose data overlap (the "overlapping files" bomb), bytes hidden between entries
+  or before the central directory, a local header or an Info-ZIP Unicode Path field that names
+  another file than the central directory does (what another reader would see instead);
+- in a tar, a header whose own name field (what readers that ignore PAX and GNU long names
+  use) would escape, a PAX size that differs from the header's, a global PAX header setting a
+  path or a size;
 - a truncated or corrupt archive, or data after the gzip stream that is not another member.
 
 Archives inside the archive are files like any other: never opened.
@@ -53,6 +61,7 @@ import gzip
 import os
 import shutil
 import stat
+import struct
 import tarfile
 import tempfile
 import unicodedata
@@ -72,6 +81,7 @@ RATIO_FLOOR = 1024 * 1024
 HEADER_ALLOWANCE = 4096  # tar stream bytes per entry beyond its data (headers, PAX, padding)
 NAME_MAX = 255
 CHUNK = 64 * 1024
+RECENT = 64 * 1024  # tarfile reads 10 KiB ahead of the header it has just parsed
 GZIP_FEED = 1024  # compressed bytes fed at a time: the per-entry ratio is exact to this much
 
 _TAR_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
@@ -91,6 +101,9 @@ _ZIP_TYPE_NAMES = {
     stat.S_IFSOCK: "a socket",
 }
 _BIDI = set("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {
+    f"{port}{n}" for port in ("COM", "LPT") for n in [*"0123456789", "\u00b9", "\u00b2", "\u00b3"]
+}
 _GZIP_TYPES = {
     "application/gzip",
     "application/x-gzip",
@@ -188,6 +201,19 @@ def archive_kind(filename: str | None, content_type: str | None, data: bytes) ->
 # -- names -------------------------------------------------------------------------------------
 
 
+def _escape_reason(name: str) -> str | None:
+    """Why the name would lead outside the folder on some system, or None."""
+    if "\\" in name:
+        return "the name holds a backslash (a folder separator on Windows)"
+    if ":" in name:
+        return "the name holds a colon (a drive letter or a file stream on Windows)"
+    if name.startswith("/"):
+        return "the path is absolute"
+    if ".." in name.split("/"):
+        return "the path has a '..' component"
+    return None
+
+
 def normalise(name: str, *, folder: bool = False) -> str:
     """The POSIX relative path an entry name means, or ``ArchiveRefused`` naming it.
 
@@ -201,20 +227,31 @@ def normalise(name: str, *, folder: bool = False) -> str:
             raise ArchiveRefused(shown, "the name holds a control character")
         if ch in _BIDI:
             raise ArchiveRefused(shown, "the name holds a bidirectional formatting character")
-    if "\\" in name:
-        raise ArchiveRefused(shown, "the name holds a backslash (a folder separator on Windows)")
-    if ":" in name:
-        raise ArchiveRefused(
-            shown, "the name holds a colon (a drive letter or a file stream on Windows)"
-        )
-    if name.startswith("/"):
-        raise ArchiveRefused(shown, "the path is absolute")
+    reason = _escape_reason(name)
+    if reason is not None:
+        raise ArchiveRefused(shown, reason)
     parts = [part for part in name.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise ArchiveRefused(shown, "the path has a '..' component")
     for part in parts:
         if len(part.encode()) > NAME_MAX:
             raise ArchiveRefused(shown, f"a component is longer than {NAME_MAX} bytes")
+        if part[-1] in ". ":
+            raise ArchiveRefused(
+                shown, "a component ends with a dot or a space (Windows drops them: 'a.' is 'a')"
+            )
+        if part.split(".", 1)[0].rstrip(" ").upper() in _WINDOWS_DEVICES:
+            raise ArchiveRefused(shown, f"{display(part)!r} is a device name on Windows")
+    compatible = unicodedata.normalize("NFKC", name)
+    if compatible != name and (
+        compatible.count("/") != name.count("/")
+        or "\\" in compatible
+        or ":" in compatible
+        or ".." in compatible.split("/")
+    ):
+        raise ArchiveRefused(
+            shown,
+            "the name holds a character that compatibility normalisation (NFKC) reads as "
+            "'/', '\\', ':' or '..', as some systems do (a fullwidth solidus or full stop)",
+        )
     if not parts and not folder:
         raise ArchiveRefused(shown, "the name is empty")
     return "/".join(parts)
@@ -328,8 +365,15 @@ class _GunzipStream:
         self.produced = 0
         self.entry = ""
         self._d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._pending = b""
         self._tail = b""
+        self.recent = bytearray()  # the last RECENT bytes produced, for reading raw headers
+
+    def block(self, offset: int) -> bytes | None:
+        """The 512 bytes at ``offset`` of the tar stream, if still among the recent ones."""
+        start = offset - (self.produced - len(self.recent))
+        if start < 0 or start + 512 > len(self.recent):
+            return None
+        return bytes(self.recent[start : start + 512])
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
@@ -341,6 +385,8 @@ class _GunzipStream:
                 break
             out += chunk
             self.produced += len(chunk)
+            self.recent += chunk
+            del self.recent[: max(0, len(self.recent) - RECENT)]
             if self.produced > self.limit:  # checked per chunk: a huge PAX header stops here
                 raise ArchiveRefused(
                     self.entry, f"the tar stream unpacks to more than {self.limit} bytes"
@@ -387,6 +433,7 @@ def _read_tar(data: bytes, names: _Names, budget: _Budget) -> dict[str, bytes]:
                 shown = display(member.name)
                 stream.entry = shown
                 names.count(shown)
+                _check_raw_header(stream, tar, member, shown)
                 if member.type == tarfile.DIRTYPE:
                     path = normalise(member.name, folder=True)
                     if path:
@@ -418,6 +465,46 @@ def _read_tar(data: bytes, names: _Names, budget: _Budget) -> dict[str, bytes]:
     return files
 
 
+def _check_raw_header(
+    stream: _GunzipStream, tar: tarfile.TarFile, member: tarfile.TarInfo, shown: str
+) -> None:
+    """What a reader that ignores PAX and GNU long names would see cannot escape either.
+
+    ``tarfile`` reads the name from a PAX ``path`` record or a GNU long name when there is
+    one; older or simpler readers take the header's own name field (and its size). That name
+    must not escape, the sizes must agree, and no global PAX header may set a path or a size
+    (some readers apply it to every member that follows).
+    """
+    for key in ("path", "linkpath", "size"):
+        if key in tar.pax_headers:
+            raise ArchiveRefused(shown, f"a global PAX header sets {key!r}")
+    block = stream.block(member.offset_data - 512)
+    if block is None:
+        raise ArchiveRefused(shown, "the entry's header could not be checked")
+    name = block[:100].split(b"\0", 1)[0]
+    if block[257:263] == b"ustar\0":  # POSIX ustar: a prefix field before the name
+        prefix = block[345:500].split(b"\0", 1)[0]
+        name = prefix + b"/" + name if prefix else name
+    raw = name.decode("utf-8", "surrogateescape")
+    if raw.rstrip("/") != member.name:
+        reason = _escape_reason(raw)
+        if reason is not None:
+            raise ArchiveRefused(
+                shown, f"its header's own name field ({display(raw)!r}, read by tools that "
+                f"ignore PAX and GNU long names) is refused: {reason}",
+            )  # fmt: skip
+    if "size" in member.pax_headers and member.type in _TAR_FILE_TYPES:
+        try:
+            size = tarfile.nti(block[124:136])
+        except tarfile.InvalidHeaderError:
+            size = -1
+        if size != member.size:
+            raise ArchiveRefused(
+                shown, "its PAX size differs from its header's (readers that ignore PAX would "
+                "read other entries from its data)",
+            )  # fmt: skip
+
+
 def _zip_name(info: zipfile.ZipInfo) -> str:
     """The entry's name as stored, with bytes that are not UTF-8 kept as surrogate escapes."""
     raw = info.orig_filename
@@ -441,7 +528,7 @@ def _read_zip(data: bytes, names: _Names, budget: _Budget) -> dict[str, bytes]:
                 display(_zip_name(infos[names.max_entries])),
                 f"more than {names.max_entries} entries",
             )
-        _refuse_overlaps(infos, zf.start_dir)
+        _check_layout(data, infos, zf.start_dir)
         for info in infos:
             name = _zip_name(info)
             shown = display(name)
@@ -483,14 +570,53 @@ def _read_zip(data: bytes, names: _Names, budget: _Budget) -> dict[str, bytes]:
     return files
 
 
-def _refuse_overlaps(infos: list[zipfile.ZipInfo], central: int) -> None:
-    """Entries whose data share bytes (or run into the central directory) are a bomb."""
-    spans = sorted(infos, key=lambda info: info.header_offset)
-    for info, after in zip(spans, [*spans[1:], None][: len(spans)], strict=True):
-        end = info.header_offset + 30 + info.compress_size  # 30: the least local header
-        bound = after.header_offset if after is not None else central
-        if end > bound:
-            raise ArchiveRefused(display(_zip_name(info)), "its data overlap another entry")
+def _raw_zip_name(info: zipfile.ZipInfo) -> bytes:
+    return info.orig_filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437")
+
+
+def _unicode_paths(extra: bytes) -> list[str]:
+    """The names in Info-ZIP Unicode Path fields (0x7075), which some extractors prefer."""
+    names, at = [], 0
+    while at + 4 <= len(extra):
+        kind, size = struct.unpack_from("<HH", extra, at)
+        if kind == 0x7075 and size >= 5:
+            names.append(extra[at + 9 : at + 4 + size].decode("utf-8", "surrogateescape"))
+        at += 4 + size
+    return names
+
+
+def _check_layout(data: bytes, infos: list[zipfile.ZipInfo], central: int) -> None:
+    """A reader that walks the local headers sees exactly what the central directory says.
+
+    Entries lie end to end from offset 0 up to the central directory (a data descriptor of at
+    most 24 bytes between them: too little to hide a 30-byte local header), none overlapping
+    another (the overlapping-files bomb); each local header and Unicode Path field names the
+    central entry's file. So the bytes the hub accepted hold nothing another reader would see.
+    """
+    expected, slack, shown = 0, 0, ""
+    for info in sorted(infos, key=lambda info: info.header_offset):
+        shown = display(_zip_name(info))
+        at = info.header_offset
+        if at < expected:
+            raise ArchiveRefused(shown, "its data overlap another entry")
+        if at > expected + slack:
+            raise ArchiveRefused(shown, "bytes are hidden before the entry")
+        if data[at : at + 4] != b"PK\x03\x04" or len(data) < at + 30:
+            raise ArchiveRefused(shown, "the entry's local header is missing")
+        name_len, extra_len = struct.unpack_from("<HH", data, at + 26)
+        start = at + 30
+        if data[start : start + name_len] != _raw_zip_name(info):
+            raise ArchiveRefused(shown, "its local header names another file")
+        local_extra = data[start + name_len : start + name_len + extra_len]
+        for path in _unicode_paths(info.extra) + _unicode_paths(local_extra):
+            if path != _zip_name(info):
+                raise ArchiveRefused(shown, f"its Unicode Path field names {display(path)!r}")
+        expected = start + name_len + extra_len + info.compress_size
+        slack = 24 if info.flag_bits & 0x08 else 0
+    if central < expected:
+        raise ArchiveRefused(shown, "its data overlap the central directory")
+    if central > expected + slack:
+        raise ArchiveRefused(shown, "bytes are hidden before the central directory")
 
 
 # -- writing -----------------------------------------------------------------------------------

@@ -108,6 +108,24 @@ def zip_overlapping() -> bytes:
     return patch(data, central_records(data)[1] + 42, "<I", 0)
 
 
+def zip_hidden_entry() -> bytes:
+    """A local entry ``../evil.sh`` that the central directory leaves out (a reader walking the
+    local headers, as streaming unzippers do, would extract it)."""
+    data = zipped(("a.md", b"1"), ("../evil.sh", b"#!/bin/sh\n"))
+    first, second = central_records(data)
+    eocd = data.rfind(b"PK\x05\x06")
+    data = data[:second] + data[eocd:]
+    eocd = second
+    data = patch(data, eocd + 8, "<H", 1)
+    data = patch(data, eocd + 10, "<H", 1)
+    return patch(data, eocd + 12, "<I", second - first)
+
+
+def unicode_path(name: bytes) -> bytes:
+    """An Info-ZIP Unicode Path extra field (0x7075) naming ``name``."""
+    return struct.pack("<HHB", 0x7075, 5 + len(name), 1) + struct.pack("<I", 0) + name
+
+
 def zip_flagged(data: bytes, bits: int) -> bytes:
     """The first entry's general purpose flags with ``bits`` set, in both of its headers."""
     for offset in (6, central_records(data)[0] + 8):
@@ -121,6 +139,32 @@ def zip_raw_name(raw: bytes, utf8_flag: bool) -> bytes:
     placeholder = "n" * len(raw)
     data = zipped((placeholder, b"x")).replace(placeholder.encode(), raw)
     return zip_flagged(data, 0x800) if utf8_flag else data
+
+
+def tgz_global(pax_headers: dict[str, str]) -> bytes:
+    """A tar whose global PAX header holds ``pax_headers``, then ``a.md``."""
+    raw = io.BytesIO()
+    with tarfile.open(
+        fileobj=raw, mode="w", format=tarfile.PAX_FORMAT, pax_headers=pax_headers
+    ) as tar:
+        info, data = member("a.md", b"x")
+        tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def tgz_pax_size_differs() -> bytes:
+    """``a.md`` of 512 bytes by its PAX size, 0 by its header's: its data hide a header for
+    ``../evil`` that readers ignoring PAX would take for the next member."""
+    hidden = tarred(member("../evil", b"x"))[:512]
+    body = bytearray(
+        tarred(member("a.md", hidden, pax_headers={"size": "512"}), fmt=tarfile.PAX_FORMAT)
+    )
+    header = 1024  # after the PAX header and its record
+    assert body[header : header + 4] == b"a.md"
+    body[header + 124 : header + 136] = b"00000000000\0"
+    body[header + 148 : header + 156] = b" " * 8
+    body[header + 148 : header + 155] = b"%06o\0" % sum(body[header : header + 512])
+    return gzip.compress(bytes(body), mtime=0)
 
 
 def tgz_lying_size() -> bytes:
@@ -267,6 +311,26 @@ HOSTILE: dict[str, tuple[Callable[[], tuple[bytes, str]], str, str]] = {
         "",
         "tar stream unpacks to more",
     ),
+    "tar-ustar-name-escapes": (
+        lambda: (
+            tgz(
+                member("../../evil", b"x", pax_headers={"path": "safe.md"}), fmt=tarfile.PAX_FORMAT
+            ),
+            "tar.gz",
+        ),
+        "safe.md",
+        "its header's own name field ('../../evil'",
+    ),
+    "tar-pax-size-differs": (
+        lambda: (tgz_pax_size_differs(), "tar.gz"),
+        "a.md",
+        "PAX size differs",
+    ),
+    "tar-global-pax-path": (
+        lambda: (tgz_global({"path": "../evil"}), "tar.gz"),
+        "../evil",  # tarfile applies it; other readers may not
+        "global PAX header sets 'path'",
+    ),
     "tar-trailing-garbage": (
         lambda: (tgz(member("a.md", b"hello")) + b"MZ trailing", "tar.gz"),
         "",
@@ -281,6 +345,23 @@ HOSTILE: dict[str, tuple[Callable[[], tuple[bytes, str]], str, str]] = {
         "backslash",
     ),
     "zip-drive": (lambda: (zipped(("C:evil", b"x")), "zip"), "C:evil", "drive letter"),
+    "zip-trailing-dot": (lambda: (zipped(("notes.", b"x")), "zip"), "notes.", "ends with a dot"),
+    "zip-trailing-space": (lambda: (zipped(("a /b.md", b"x")), "zip"), "a /b.md", "or a space"),
+    "zip-windows-device": (
+        lambda: (zipped(("docs/Nul.txt", b"x")), "zip"),
+        "docs/Nul.txt",
+        "device name",
+    ),
+    "zip-fullwidth-solidus": (
+        lambda: (zipped(("..\uff0f..\uff0fevil", b"x")), "zip"),
+        "..\uff0f..\uff0fevil",
+        "NFKC",
+    ),
+    "zip-fullwidth-dots": (
+        lambda: (zipped(("a/\uff0e\uff0e/evil", b"x")), "zip"),
+        "a/\uff0e\uff0e/evil",
+        "NFKC",
+    ),
     "zip-symlink": (
         lambda: (zipped(zip_entry("link", stat.S_IFLNK | 0o777)), "zip"),
         "link",
@@ -309,7 +390,24 @@ HOSTILE: dict[str, tuple[Callable[[], tuple[bytes, str]], str, str]] = {
         "big.bin",
         "size differs from its header",
     ),
-    "zip-overlapping": (lambda: (zip_overlapping(), "zip"), "a.md", "overlap"),
+    "zip-overlapping": (lambda: (zip_overlapping(), "zip"), "b.md", "overlap"),
+    "zip-hidden-entry": (lambda: (zip_hidden_entry(), "zip"), "a.md", "hidden"),
+    "zip-local-name-differs": (
+        lambda: (
+            zipped(zip_entry("docs/", stat.S_IFDIR | 0o755)).replace(b"docs/", b"../x/", 1),
+            "zip",
+        ),
+        "docs/",
+        "local header names another file",
+    ),
+    "zip-unicode-path-field": (
+        lambda: (
+            zipped(("safe.md", b"x"), attrs={"safe.md": {"extra": unicode_path(b"../../evil")}}),
+            "zip",
+        ),
+        "safe.md",
+        "Unicode Path field names '../../evil'",
+    ),
     "zip-duplicate": (lambda: (zipped(("a.md", b"1"), ("a.md", b"2")), "zip"), "a.md", "duplicate"),
     "zip-case": (
         lambda: (zipped(("SKILL.md", b"1"), ("skill.md", b"2")), "zip"),
@@ -481,6 +579,15 @@ def test_archives_from_common_tools_are_read():
     assert read_archive(data, "tar.gz", max_total=LIMIT) == {"docs/a.md": b"A", "SKILL.md": b"S"}
     data = zipped(zip_entry("docs/", stat.S_IFDIR | 0o755), ("docs/a.md", b"A"), ("SKILL.md", b"S"))
     assert read_archive(data, "zip", max_total=LIMIT) == {"docs/a.md": b"A", "SKILL.md": b"S"}
+    # long and non-ASCII names (PAX path records, GNU long names), a global PAX comment as
+    # git archive writes it
+    long = "references/" + "very-long-folder-name-" * 6 + "/" + "é" * 60 + ".md"
+    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
+        assert read_archive(tgz(member(long, b"L"), fmt=fmt), "tar.gz", max_total=LIMIT) == {
+            long: b"L"
+        }
+    data = tgz_global({"comment": "6644f0e"})
+    assert read_archive(data, "tar.gz", max_total=LIMIT) == {"a.md": b"x"}
     # a multi-member gzip (concatenated streams) is one stream
     body = tarred(member("x.md", b"xyz"))
     data = gzip.compress(body[:700], mtime=0) + gzip.compress(body[700:], mtime=0)

@@ -17,6 +17,7 @@ class Tool(BaseModel):
     header_names = JSONField(default=list)
     timeout_seconds = peewee.FloatField()
     requires_approval = peewee.BooleanField(default=False)
+    source = peewee.CharField(max_length=80, default="api")  # api, or plugin:<id>
     created_at = peewee.DateTimeField()
 
 

@@ -1520,6 +1520,113 @@ class ToolGroupList(BaseModel):
     next_cursor: NextCursor | None
 
 
+class PluginVersionNumber(RootModel[str]):
+    root: str = Field(
+        ...,
+        description='`MAJOR.MINOR.PATCH`; a newer version upgrades the plugin.',
+        max_length=32,
+        pattern='^(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,8})\\.(0|[1-9][0-9]{0,8})$',
+    )
+
+
+class PluginTool(BaseModel):
+    """
+    An HTTP tool the plugin brings (as `ToolCreate`, without credentials).
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: Slug
+    description: str = Field(
+        ..., max_length=2000, min_length=1, pattern='^[^\\u0000]*$'
+    )
+    parameters: dict[str, Any] | None = None
+    endpoint: str = Field(
+        ...,
+        max_length=2000,
+        min_length=8,
+        pattern='^https?://[^\\x00-\\x20\\x7f-\\x9f\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]+$',
+    )
+    method: HttpMethod | None = None
+    timeout_seconds: float = Field(10, ge=0.1, le=120.0)
+    requires_approval: bool = False
+
+
+class PluginManifest(BaseModel):
+    """
+    `plugin.yaml` (or the JSON body): what the plugin is and what it brings.
+
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: Slug
+    version: PluginVersionNumber
+    description: str | None = Field(None, max_length=2000, pattern='^[^\\u0000]*$')
+    tools: list[PluginTool] | None = Field(None, max_length=64)
+    tool_groups: list[ToolGroupCreate] | None = Field(None, max_length=64)
+
+
+class PluginBrings(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    tools: list[str]
+    tool_groups: list[str]
+
+
+class Plugin(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    version: str = Field(..., description='The current version.')
+    description: str
+    enabled: bool
+    brings: PluginBrings
+    sha256: str = Field(
+        ..., description="SHA-256 of the current version's manifest as stored."
+    )
+    revision: int = Field(..., description='Raised by every change (the ETag).')
+    installed_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class PluginList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Plugin]
+    next_cursor: NextCursor | None
+
+
+class PluginVersion(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    version: str
+    sha256: str
+    current: bool
+    installed_at: AwareDatetime
+
+
+class PluginVersionList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[PluginVersion]
+    next_cursor: NextCursor | None
+
+
+class PluginRollback(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    version: PluginVersionNumber
+
+
 class Headers(RootModel[str]):
     root: str = Field(..., max_length=4000, pattern='^[ -~]*$')
 

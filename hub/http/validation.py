@@ -14,9 +14,11 @@ from connexion.datastructures import MediaTypeDict
 from connexion.validators import (
     VALIDATOR_MAP,
     JSONRequestBodyValidator,
+    MultiPartFormDataValidator,
     ParameterValidator,
 )
 from jsonschema import ValidationError
+from starlette.formparsers import MultiPartException
 
 from hub.core.problems import ValidationFailed
 
@@ -213,7 +215,23 @@ class HubParameterValidator(ParameterValidator):
             raise ValidationFailed(f"{first['field']}: {first['message']}", errors=errors)
 
 
+class HubMultiPartValidator(MultiPartFormDataValidator):
+    """A ``multipart/form-data`` body that does not parse (no boundary, broken parts) is a 400
+    naming the body, not the 500 Starlette's parser error would make."""
+
+    async def _parse(self, stream, scope) -> dict:
+        try:
+            return await super()._parse(stream, scope)
+        except MultiPartException as exc:
+            raise ValidationFailed(
+                f"The multipart body does not parse: {exc}",
+                errors=[{"field": "body", "message": str(exc)}],
+                code="malformed_multipart",
+            ) from exc
+
+
 def validator_map() -> dict:
     body = MediaTypeDict(dict(VALIDATOR_MAP["body"]))
     body["*/*json"] = HubJSONBodyValidator
+    body["multipart/form-data"] = HubMultiPartValidator
     return {**VALIDATOR_MAP, "parameter": HubParameterValidator, "body": body}

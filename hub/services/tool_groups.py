@@ -89,7 +89,7 @@ def update(name: str, body: dict, *, if_match: str | None) -> ToolGroup:
 def delete(name: str) -> None:
     with write_transaction():
         group = require(db_tools.get_group(name), "tool_group", name)
-        users = _agents_listing(name)
+        users = agents_listing(name)
         if users:
             raise Conflict(
                 f"Agents list the tool group {name!r}: {', '.join(users)}.",
@@ -99,7 +99,7 @@ def delete(name: str) -> None:
         events.emit("tool_group.deleted", subject=name, payload={"name": name})
 
 
-def _agents_listing(name: str) -> list[str]:
+def agents_listing(name: str) -> list[str]:
     entry = PREFIX + name
     candidates = Agent.select(Agent.id, Agent.tools).where(
         Agent.tools.cast("TEXT").contains(f'"{entry}"')

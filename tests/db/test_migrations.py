@@ -97,6 +97,7 @@ def test_migrations_apply_once(fresh_db):
         "0009_actors_and_owners",
         "0010_keyed_audit_chain",
         "0011_tool_groups",
+        "0014_plugins",
     ]
     assert db_base.migrate() == names
     assert db_base.migrate() == []

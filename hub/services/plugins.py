@@ -1,0 +1,358 @@
+"""Plugins: installed from a manifest (JSON, or ``plugin.yaml`` at the root of a ``.tar.gz`` /
+``.zip`` read by :mod:`hub.core.archives`), they bring HTTP tools and tool groups, never code
+the hub runs and never credentials.
+
+What an enabled plugin brings exists as ordinary rows marked ``source = "plugin:<id>"`` (so
+agents, ``/tools``, tool groups and approvals need nothing new); disabling the plugin removes
+those rows and enabling puts them back from the current version's manifest, which every
+installed version keeps. A name the plugin brings that belongs to something it does not own
+is a conflict (409 ``plugin_conflict``), at install as at enable. Upgrading is installing a
+newer version; the previous ones stay for ``rollback``. Each change is one write transaction
+and one ``plugin.*`` event."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import jsonschema
+import yaml
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+
+from db import plugins as db_plugins
+from db import tools as db_tools
+from db.base import iso, utcnow, write_transaction
+from db.plugins import Plugin, PluginVersion
+from db.tools import Tool, ToolGroup
+from hub.core import archives, spec
+from hub.core.problems import Conflict, NotFound, Unprocessable, require
+from hub.events import log as events
+from hub.services import audit, tool_groups
+from hub.services import tools as tool_service
+from hub.services.toolkit import BUILTINS, schema_errors
+
+MANIFEST = "plugin.yaml"
+
+
+# --- reading a manifest --------------------------------------------------------------------
+
+
+def from_archive(data: bytes, filename: str | None, content_type: str | None, settings) -> dict:
+    """The manifest of an uploaded archive, checked against the contract's ``PluginManifest``
+    (422 naming ``plugin.yaml:<field>``); an unsafe archive is refused by the archive reader."""
+    kind = archives.archive_kind(filename, content_type, data)
+    files = archives.read_archive(data, kind, **archives.archive_limits(settings))
+    if MANIFEST not in files:
+        raise Unprocessable(
+            f"The archive holds no {MANIFEST} at its root.",
+            code="invalid_manifest",
+            errors=[{"field": "body.file", "message": f"no {MANIFEST} at the root"}],
+        )
+    try:
+        manifest = yaml.safe_load(files[MANIFEST].decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise Unprocessable(
+            f"{MANIFEST} is not YAML: {exc}.",
+            code="invalid_manifest",
+            errors=[{"field": MANIFEST, "message": "not UTF-8 YAML"}],
+        ) from None
+    _check_shape(manifest)
+    return manifest
+
+
+def _check_shape(manifest: Any) -> None:
+    document = spec.load()
+    schema = {**document["components"]["schemas"]["PluginManifest"]}
+    schema["components"] = document["components"]
+    validator = jsonschema.Draft4Validator(schema)
+    found = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    if found:
+        raise Unprocessable(
+            f"{MANIFEST} does not fit the contract's PluginManifest.",
+            code="invalid_manifest",
+            errors=[
+                {"field": f"{MANIFEST}:{_path(e.absolute_path)}", "message": e.message}
+                for e in found[:20]
+            ],
+        )
+
+
+def _path(parts) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(root)"
+
+
+def _digest(manifest: dict) -> str:
+    canonical = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _number(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+# --- what a plugin brings ------------------------------------------------------------------
+
+
+def _source(plugin_id: str) -> str:
+    return f"plugin:{plugin_id}"
+
+
+def _bring(plugin_id: str, manifest: dict) -> None:
+    """Create the rows the manifest brings (inside the caller's write transaction)."""
+    source, now = _source(plugin_id), utcnow()
+    for index, tool in enumerate(manifest.get("tools") or []):
+        name = tool["name"]
+        if name in BUILTINS or db_tools.get(name) is not None:
+            raise Conflict(
+                f"Plugin {plugin_id!r} brings the tool {name!r}, which exists already.",
+                code="plugin_conflict",
+            )
+        parameters = tool.get("parameters") or {"type": "object"}
+        problems = schema_errors(parameters)
+        if problems:
+            raise Unprocessable(
+                f"The tool {name!r} has parameters that are not a usable JSON Schema.",
+                code="invalid_schema",
+                errors=[{"field": f"tools[{index}].parameters", "message": m} for m in problems],
+            )
+        Tool.create(
+            name=name,
+            description=tool["description"],
+            parameters=parameters,
+            endpoint=tool["endpoint"],
+            method=tool.get("method", "POST"),
+            headers_encrypted=None,
+            header_names=[],
+            timeout_seconds=tool.get("timeout_seconds", 10.0),
+            requires_approval=tool.get("requires_approval", False),
+            source=source,
+            created_at=now,
+        )
+    for index, group in enumerate(manifest.get("tool_groups") or []):
+        if db_tools.get_group(group["name"]) is not None:
+            raise Conflict(
+                f"Plugin {plugin_id!r} brings the tool group {group['name']!r}, which exists "
+                "already.",
+                code="plugin_conflict",
+            )
+        unknown = [
+            {"field": f"tool_groups[{index}].tools[{position}]", "message": f"no tool {name!r}"}
+            for position, name in enumerate(group["tools"])
+            if tool_service.resolve(name) is None
+        ]
+        if unknown:
+            raise Unprocessable(
+                f"The tool group {group['name']!r} names tools that do not exist.",
+                code="unknown_tool",
+                errors=unknown,
+            )
+        ToolGroup.create(
+            name=group["name"],
+            description=group.get("description") or "",
+            tools=list(group["tools"]),
+            source=source,
+            created_at=now,
+            updated_at=now,
+        )
+
+
+def _take_back(plugin_id: str) -> None:
+    """Remove the rows the plugin brought; refused while an agent lists a group of it."""
+    source = _source(plugin_id)
+    for group in ToolGroup.select().where(ToolGroup.source == source):
+        users = tool_groups.agents_listing(group.name)
+        if users:
+            raise Conflict(
+                f"Agents list the tool group {group.name!r} that plugin {plugin_id!r} brings: "
+                f"{', '.join(users)}.",
+                code="tool_group_in_use",
+            )
+    ToolGroup.delete().where(ToolGroup.source == source).execute()
+    Tool.delete().where(Tool.source == source).execute()
+
+
+def _brings(manifest: dict) -> dict:
+    return {
+        "tools": [tool["name"] for tool in manifest.get("tools") or []],
+        "tool_groups": [group["name"] for group in manifest.get("tool_groups") or []],
+    }
+
+
+def to_api(plugin: Plugin, current: PluginVersion | None = None) -> dict:
+    current = current or db_plugins.version(plugin.id, plugin.version)
+    return {
+        "id": plugin.id,
+        "version": plugin.version,
+        "description": current.manifest.get("description") or "",
+        "enabled": plugin.enabled,
+        "brings": _brings(current.manifest),
+        "sha256": current.sha256,
+        "revision": plugin.revision,
+        "installed_at": iso(plugin.installed_at),
+        "updated_at": iso(plugin.updated_at),
+    }
+
+
+# --- the lifecycle -------------------------------------------------------------------------
+
+
+def install(manifest: dict) -> tuple[dict, bool]:
+    """Install (True) or upgrade (False) to the manifest's version; the answer and which."""
+    plugin_id, number, now = manifest["name"], manifest["version"], utcnow()
+    with write_transaction():
+        plugin = db_plugins.get(plugin_id)
+        if plugin is not None:
+            if db_plugins.version(plugin_id, number) is not None:
+                raise Conflict(
+                    f"Plugin {plugin_id!r} {number} is installed already.",
+                    code="plugin_version_exists",
+                )
+            if _number(number) <= _number(plugin.version):
+                raise Conflict(
+                    f"Plugin {plugin_id!r} is at {plugin.version}; {number} is not newer "
+                    "(roll back to an installed version with rollback).",
+                    code="plugin_not_newer",
+                )
+        row = PluginVersion.create(
+            plugin_id=plugin_id,
+            version=number,
+            manifest=manifest,
+            sha256=_digest(manifest),
+            installed_at=now,
+        )
+        if plugin is None:
+            plugin = Plugin.create(id=plugin_id, version=number, installed_at=now, updated_at=now)
+            _bring(plugin_id, manifest)
+            kind, created = "plugin.installed", True
+            audit.created("plugins", plugin_id)
+        else:
+            if plugin.enabled:
+                _take_back(plugin_id)
+                _bring(plugin_id, manifest)
+            previous = plugin.version
+            _touch(plugin, version=number)
+            kind, created = "plugin.upgraded", False
+        _emit(kind, plugin, row, **({} if created else {"previous": previous}))
+    return to_api(plugin, row), created
+
+
+def enable(plugin_id: str) -> dict:
+    with write_transaction():
+        plugin = require(db_plugins.get(plugin_id), "plugin", plugin_id)
+        current = db_plugins.version(plugin_id, plugin.version)
+        if not plugin.enabled:
+            _bring(plugin_id, current.manifest)
+            _touch(plugin, enabled=True)
+            _emit("plugin.enabled", plugin, current)
+    return to_api(plugin, current)
+
+
+def disable(plugin_id: str) -> dict:
+    with write_transaction():
+        plugin = require(db_plugins.get(plugin_id), "plugin", plugin_id)
+        current = db_plugins.version(plugin_id, plugin.version)
+        if plugin.enabled:
+            _take_back(plugin_id)
+            _touch(plugin, enabled=False)
+            _emit("plugin.disabled", plugin, current)
+    return to_api(plugin, current)
+
+
+def rollback(plugin_id: str, number: str) -> dict:
+    with write_transaction():
+        plugin = require(db_plugins.get(plugin_id), "plugin", plugin_id)
+        target = db_plugins.version(plugin_id, number)
+        if target is None:
+            raise NotFound(
+                f"Plugin {plugin_id!r} has no installed version {number}.",
+                code="plugin_version_not_found",
+            )
+        if target.version != plugin.version:
+            if plugin.enabled:
+                _take_back(plugin_id)
+                _bring(plugin_id, target.manifest)
+            previous = plugin.version
+            _touch(plugin, version=number)
+            _emit("plugin.rolled_back", plugin, target, previous=previous)
+    return to_api(plugin, target)
+
+
+def uninstall(plugin_id: str) -> None:
+    with write_transaction():
+        plugin = require(db_plugins.get(plugin_id), "plugin", plugin_id)
+        if plugin.enabled:
+            _take_back(plugin_id)
+        PluginVersion.delete().where(PluginVersion.plugin_id == plugin_id).execute()
+        plugin.delete_instance()
+        events.emit("plugin.uninstalled", subject=plugin_id, payload={"plugin_id": plugin_id})
+
+
+def _touch(plugin: Plugin, **changes) -> None:
+    for name, value in changes.items():
+        setattr(plugin, name, value)
+    plugin.revision += 1
+    plugin.updated_at = utcnow()
+    plugin.save()
+
+
+def _emit(kind: str, plugin: Plugin, version: PluginVersion, **extra) -> None:
+    events.emit(
+        kind,
+        subject=plugin.id,
+        payload={
+            "plugin_id": plugin.id,
+            "version": version.version,
+            "enabled": plugin.enabled,
+            "brings": _brings(version.manifest),
+            **extra,
+        },
+    )
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+def counts() -> dict[str, int]:
+    """For the Prometheus gauges: plugins installed and enabled, and what the enabled ones
+    bring, read from the database (every hub sharing it reports the same)."""
+    brought_tools = Tool.select().where(Tool.source.startswith("plugin:")).count()
+    brought_groups = ToolGroup.select().where(ToolGroup.source.startswith("plugin:")).count()
+    return {
+        "installed": Plugin.select().count(),
+        "enabled": Plugin.select().where(Plugin.enabled == True).count(),  # noqa: E712
+        "tools": brought_tools,
+        "tool_groups": brought_groups,
+    }
+
+
+class _Gauges:
+    """``aether_plugins{state}`` and ``aether_plugin_contributions{kind}``, read from the
+    database at each scrape (nothing when it cannot be read: a scrape never fails for it)."""
+
+    def collect(self):
+        try:
+            found = counts()
+        except Exception:  # no database bound in this process, or it is down
+            return
+        plugins = GaugeMetricFamily(
+            "aether_plugins", "Installed plugins, by state.", labels=["state"]
+        )
+        plugins.add_metric(["enabled"], found["enabled"])
+        plugins.add_metric(["disabled"], found["installed"] - found["enabled"])
+        yield plugins
+        brought = GaugeMetricFamily(
+            "aether_plugin_contributions",
+            "What enabled plugins bring, by kind (tools, tool_groups).",
+            labels=["kind"],
+        )
+        brought.add_metric(["tools"], found["tools"])
+        brought.add_metric(["tool_groups"], found["tool_groups"])
+        yield brought
+
+
+REGISTRY.register(_Gauges())

@@ -82,6 +82,7 @@ HUB_NAMESPACES = frozenset(
         "event_mapping",
         "instance",
         "integration",
+        "mcp_server",
         "tool_group",
         "memory",
         "message",

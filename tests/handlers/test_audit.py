@@ -709,6 +709,7 @@ def creates(client) -> list[tuple[str, str, dict]]:
             },
         ),
         ("POST", "/api/v1/tool-groups", {"name": "kit", "tools": ["notify"]}),
+        ("POST", "/api/v1/mcp-servers", {"id": "files", "url": "https://mcp.example.com/mcp"}),
         ("POST", "/api/v1/memories", {"key": "m", "content": "c", "scope": "global"}),
         ("POST", "/api/v1/events", {"type": "deploy.finished", "payload": {}}),
         (

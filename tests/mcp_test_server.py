@@ -21,7 +21,9 @@ import sys
 import uvicorn
 from mcp.server.caching import CacheHint
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
 
+TEST_HOST = "mcp.test"  # a name no DNS answers: tests resolve it themselves
 TOO_LONG = "a_tool_name_that_is_much_too_long_for_the_hub_to_offer_it_at_all"
 
 
@@ -42,17 +44,27 @@ def build(mode: str):
     def fail_now() -> str:
         raise RuntimeError("the disk is on fire")
 
-    @server.tool(description="The credentials this server received.")
+    @server.tool(description="The credentials and Host this server received.")
     def whoami(ctx: Context) -> dict:
         request = ctx.request_context.request
         headers = request.headers if request is not None else {}
-        return {"authorization": headers.get("authorization"), "tenant": headers.get("x-tenant")}
+        return {
+            "authorization": headers.get("authorization"),
+            "tenant": headers.get("x-tenant"),
+            "host": headers.get("host"),
+        }
 
     @server.tool(name=TOO_LONG, description="Never offered by the hub.")
     def too_long() -> str:
         return "unreachable"
 
-    app = server.streamable_http_app(stateless_http=mode == "stateless")
+    security = TransportSecuritySettings(  # the Host names a test may give it
+        allowed_hosts=["127.0.0.1:*", "localhost:*", f"{TEST_HOST}:*"],
+        allowed_origins=["http://127.0.0.1:*"],
+    )
+    app = server.streamable_http_app(
+        stateless_http=mode == "stateless", transport_security=security
+    )
     return app if mode == "stateless" else _legacy_only(app)
 
 

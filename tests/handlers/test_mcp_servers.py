@@ -21,7 +21,7 @@ from db.events import Event
 from hub.services import mcp_servers as mcp_service
 from tests.assertions import assert_problem, error_fields
 from tests.factories import make_agent, make_task, wait_for, wait_for_task
-from tests.mcp_test_server import TOO_LONG
+from tests.mcp_test_server import TEST_HOST, TOO_LONG
 
 URL = "/api/v1/mcp-servers"
 APPROVALS = "/api/v1/approvals"
@@ -75,7 +75,7 @@ def _fresh_breakers():
 
 
 def register(client, url: str, **overrides) -> dict:
-    body = {"id": "files", "url": url, "timeout_seconds": 2}
+    body = {"id": "files", "url": url, "timeout_seconds": 1}
     body.update(overrides)
     response = client.post(URL, json=body)
     assert response.status_code == 201, response.text
@@ -189,6 +189,30 @@ def test_a_loopback_url_is_refused_without_the_allowlist(client, stateless, sett
     assert server["status"] == "error" and "loopback" in server["last_error"]
 
 
+def test_connections_go_to_the_checked_address(client, stateless, monkeypatch):
+    """The name is resolved once, by the policy; the MCP client connects to that address
+    (``mcp.test`` resolves nowhere else) and still names the host in ``Host``."""
+    import ipaddress
+
+    from hub.core import outbound
+
+    asked = []
+
+    async def resolve(host, port):
+        asked.append(host)
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    monkeypatch.setattr(outbound, "resolve", resolve)
+    url = stateless.replace("127.0.0.1", TEST_HOST)
+
+    server = discovered(client, url)
+    who = execute(client, "files__whoami", {})
+
+    assert server["status"] == "ok" and who["status"] == "ok"
+    assert json.loads(who["result"])["host"] == url.split("/")[2]  # mcp.test:<port>
+    assert asked == [TEST_HOST, TEST_HOST]  # once per connection: discovery, then the call
+
+
 def test_delete_removes_the_server_and_its_tools(client, stateless):
     discovered(client, stateless)
     assert client.get("/api/v1/tools/files__add").status_code == 200
@@ -235,7 +259,7 @@ def test_discover_lists_and_registers_the_tools(client, era, request):
     }
     listed = client.get("/api/v1/tools", params={"kind": "mcp"}).json()["items"]
     assert [t["name"] for t in listed] == [f"files__{n}" for n in TOOLS]
-    assert listed[0]["endpoint"] == url and listed[0]["timeout_seconds"] == 2.0
+    assert listed[0]["endpoint"] == url and listed[0]["timeout_seconds"] == 1.0
 
 
 def test_discover_of_an_unreachable_server_is_a_502_and_recorded(client):
@@ -264,7 +288,7 @@ def test_calls_through_execute(client, era, request):
     assert failed["status"] == "error"
     assert "Fail.Now" in failed["error"]  # the server's own report of the failure
     slow = execute(client, "files__slow", {"seconds": 30})
-    assert (slow["status"], slow["error"]) == ("error", "the tool took longer than 2 s")
+    assert (slow["status"], slow["error"]) == ("error", "the tool took longer than 1 s")
     assert slow["duration_ms"] < 10_000  # the call was cut at the timeout (bound, not timing)
     who = execute(client, "files__whoami", {})
     # No structured content: the tool's one text block is the result, as the server wrote it.
@@ -280,7 +304,11 @@ def test_headers_reach_the_server(client, stateless):
 
     who = execute(client, "files__whoami", {})
 
-    assert json.loads(who["result"]) == {"authorization": None, "tenant": "acme"}
+    assert json.loads(who["result"]) == {
+        "authorization": None,
+        "tenant": "acme",
+        "host": stateless.split("/")[2],
+    }
 
 
 def test_a_server_killed_mid_call_is_a_tool_error(client):
@@ -336,7 +364,7 @@ def test_an_agent_task_calls_mcp_tools(client, era, request):
     assert done["status"] == "completed", done
     add, slow, whoami = [s for s in done["steps"] if s["kind"] == "tool"]
     assert (add["status"], add["output"]) == ("ok", {"result": 42})
-    assert (slow["status"], slow["error"]) == ("error", "the tool took longer than 2 s")
+    assert (slow["status"], slow["error"]) == ("error", "the tool took longer than 1 s")
     # Not in the agent's tools: refused when called, although the server offers it.
     assert whoami["error"] == "no tool named 'files__whoami' is available to this agent"
     executions = client.get("/api/v1/tool-executions", params={"task_id": done["id"]}).json()
@@ -389,3 +417,42 @@ def test_a_chat_turn_calls_an_mcp_tool_after_approval(client, stateless):
     )
     tool_step = next(s for s in done["steps"] if s["kind"] == "tool")
     assert (tool_step["status"], tool_step["output"]) == ("ok", {"result": 9})
+
+
+# --- the listing's TTL, and shutdown -----------------------------------------------------
+
+
+def test_a_call_after_the_ttl_re_reads_the_listing(client, stateless, clock):
+    server = discovered(client, stateless)
+    assert server["tools_expire_at"] == "2026-01-01T12:01:00.000Z"  # the server's 60 s TTL
+
+    execute(client, "files__add", {"a": 1, "b": 1})  # fresh: no listing read
+    clock.advance(seconds=61)
+    execution = execute(client, "files__add", {"a": 1, "b": 2})
+
+    assert execution["result"] == {"result": 3}
+    after = client.get(f"{URL}/files").json()
+    assert after["discovered_at"] == "2026-01-01T12:01:01.000Z"
+    assert after["tools_expire_at"] == "2026-01-01T12:02:01.000Z"
+    types = [e.type for e in Event.select().where(Event.subject == "files").order_by(Event.id)]
+    assert types == ["mcp_server.created", "mcp_server.discovered", "mcp_server.discovered"]
+
+
+def test_a_hanging_call_does_not_hold_up_shutdown(app, keyring, stateless):
+    from starlette.testclient import TestClient
+
+    from tests.conftest import auth
+
+    with TestClient(app, headers=auth(keyring["admin"])) as hub:
+        discovered(hub, stateless, timeout_seconds=60)
+        agent = make_agent(hub, model="builtin/scripted", tools=["files__slow"])
+        script = '/tool files__slow {"seconds": 120}'
+        task = make_task(hub, agent_id=agent["id"], description=script)
+        wait_for(
+            lambda: hub.get(f"/api/v1/tasks/{task['id']}").json(),
+            lambda t: t["status"] == "running" and t["steps"],
+        )
+        time.sleep(0.3)  # the call is in flight
+        started = time.monotonic()
+    # Leaving the client shut the hub down: its workers stopped without waiting for the call.
+    assert time.monotonic() - started < 30  # a bound far below the 60 s timeout, not a timing

@@ -8,8 +8,8 @@ its tool list a 60 s TTL); ``legacy`` refuses every request of that revision the
 2025-11-25 server does (a 400 without a JSON-RPC answer), so clients must use the
 ``initialize`` handshake and its session. Tools: ``add`` (fast), ``slow`` (sleeps as long as
 asked), ``Fail.Now`` (raises; its name needs the hub's mapping), ``whoami`` (the
-``Authorization`` and ``X-Tenant`` headers it received) and one whose name is too long for
-the hub.
+``Authorization``, ``X-Tenant`` and ``Host`` headers it received), ``big`` (a text of the size
+asked) and one whose name is too long for the hub.
 """
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ def build(mode: str):
             "tenant": headers.get("x-tenant"),
             "host": headers.get("host"),
         }
+
+    @server.tool(description="A text of the size asked.")
+    def big(size: int) -> str:
+        return "x" * size
 
     @server.tool(name=TOO_LONG, description="Never offered by the hub.")
     def too_long() -> str:

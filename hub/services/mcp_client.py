@@ -150,8 +150,9 @@ async def connect(endpoint: Endpoint) -> AsyncIterator[Client]:
         follow_redirects=False,
         trust_env=False,
     )
+    limit = current_settings().outbound_max_response_bytes
     client = Client(
-        streamable_http_client(endpoint.url, http_client=http),
+        streamable_http_client(endpoint.url, http_client=http, max_sse_event_size=limit),
         mode=_mode(endpoint.protocol_version),
         read_timeout_seconds=endpoint.timeout_seconds,
         client_info=CLIENT_INFO,
@@ -227,7 +228,8 @@ async def discover(endpoint: Endpoint) -> Listing:
 
 async def call_tool(client: Client, name: str, arguments: dict) -> Any:
     """The tool's result as JSON: its structured content when it gives one, else its one text
-    block, else its content blocks. :class:`ToolError` when the tool reports an error."""
+    block, else its content blocks. :class:`ToolError` when the tool reports an error or the
+    result is larger than ``AETHER_OUTBOUND_MAX_RESPONSE_BYTES`` (as JSON)."""
     try:
         result = await client.call_tool(name, arguments)
     except Exception as exc:
@@ -236,8 +238,15 @@ async def call_tool(client: Client, name: str, arguments: dict) -> Any:
         text = " ".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))
         raise ToolError(_short(text or "the tool reported an error", 2000))
     if result.structured_content is not None:
-        return result.structured_content
-    blocks = [b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in result.content]
-    if len(result.content) == 1 and isinstance(result.content[0], mcp_types.TextContent):
-        return result.content[0].text
-    return json.loads(json.dumps(blocks))
+        outcome = result.structured_content
+    elif len(result.content) == 1 and isinstance(result.content[0], mcp_types.TextContent):
+        outcome = result.content[0].text
+    else:
+        outcome = [
+            block.model_dump(mode="json", by_alias=True, exclude_none=True)
+            for block in result.content
+        ]
+    size, limit = len(json.dumps(outcome)), current_settings().outbound_max_response_bytes
+    if size > limit:
+        raise ToolError(f"the tool's result is {size} bytes, more than the {limit} allowed")
+    return outcome

@@ -25,7 +25,7 @@ from tests.mcp_test_server import TEST_HOST, TOO_LONG
 
 URL = "/api/v1/mcp-servers"
 APPROVALS = "/api/v1/approvals"
-TOOLS = ["add", "fail-now", "slow", "whoami"]  # the hub's names, after the mapping
+TOOLS = ["add", "big", "fail-now", "slow", "whoami"]  # the hub's names, after the mapping
 
 
 @contextlib.contextmanager
@@ -75,7 +75,7 @@ def _fresh_breakers():
 
 
 def register(client, url: str, **overrides) -> dict:
-    body = {"id": "files", "url": url, "timeout_seconds": 1}
+    body = {"id": "files", "url": url, "timeout_seconds": 5}
     body.update(overrides)
     response = client.post(URL, json=body)
     assert response.status_code == 201, response.text
@@ -240,7 +240,7 @@ def test_discover_lists_and_registers_the_tools(client, era, request):
     assert server["status"] == "ok" and server["last_error"] is None
     assert server["protocol_version"] == ("2026-07-28" if modern else "2025-11-25")
     assert server["server_info"] == {"name": f"test-{era}", "version": "1.0.0"}
-    assert server["tool_count"] == 4
+    assert server["tool_count"] == 5
     assert server["skipped_tools"] == [
         {
             "name": TOO_LONG,
@@ -250,7 +250,7 @@ def test_discover_lists_and_registers_the_tools(client, era, request):
     assert (server["tools_expire_at"] is not None) is modern  # the 60 s TTL is 2026's
     tools = client.get(f"{URL}/files/tools").json()
     assert [t["name"] for t in tools["items"]] == [f"files__{n}" for n in TOOLS]
-    fail = tools["items"][1]
+    fail = tools["items"][2]
     assert (fail["remote_name"], fail["description"]) == ("Fail.Now", "Always fails.")
     add = tools["items"][0]
     assert add["parameters"]["properties"] == {
@@ -259,7 +259,7 @@ def test_discover_lists_and_registers_the_tools(client, era, request):
     }
     listed = client.get("/api/v1/tools", params={"kind": "mcp"}).json()["items"]
     assert [t["name"] for t in listed] == [f"files__{n}" for n in TOOLS]
-    assert listed[0]["endpoint"] == url and listed[0]["timeout_seconds"] == 1.0
+    assert listed[0]["endpoint"] == url and listed[0]["timeout_seconds"] == 5.0
 
 
 def test_discover_of_an_unreachable_server_is_a_502_and_recorded(client):
@@ -279,7 +279,9 @@ def test_discover_of_an_unreachable_server_is_a_502_and_recorded(client):
 
 @pytest.mark.parametrize("era", ["stateless", "legacy"])
 def test_calls_through_execute(client, era, request):
-    discovered(client, request.getfixturevalue(era), bearer_token="tok-123")
+    url = request.getfixturevalue(era)
+    discovered(client, url, bearer_token="tok-123")
+    discovered(client, url, id="quick", timeout_seconds=1)  # the same server, a short timeout
 
     ok = execute(client, "files__add", {"a": 2, "b": 3})
     assert (ok["status"], ok["result"], ok["error"]) == ("ok", {"result": 5}, None)
@@ -287,7 +289,7 @@ def test_calls_through_execute(client, era, request):
     failed = execute(client, "files__fail-now", {})
     assert failed["status"] == "error"
     assert "Fail.Now" in failed["error"]  # the server's own report of the failure
-    slow = execute(client, "files__slow", {"seconds": 30})
+    slow = execute(client, "quick__slow", {"seconds": 30})
     assert (slow["status"], slow["error"]) == ("error", "the tool took longer than 1 s")
     assert slow["duration_ms"] < 10_000  # the call was cut at the timeout (bound, not timing)
     who = execute(client, "files__whoami", {})
@@ -297,6 +299,22 @@ def test_calls_through_execute(client, era, request):
     assert error_fields(invalid) == {"body.arguments.a", "body.arguments"}
     history = client.get("/api/v1/tool-executions", params={"tool": "files__add"}).json()
     assert [e["id"] for e in history["items"]] == [ok["id"]]
+
+
+def test_a_result_over_the_size_limit_is_a_tool_error(client, stateless):
+    from hub.settings import current_settings, install
+
+    discovered(client, stateless)
+    before = current_settings()
+    install(before.replace(outbound_max_response_bytes=1000))
+    try:
+        small = execute(client, "files__big", {"size": 10})
+        big = execute(client, "files__big", {"size": 5000})
+    finally:
+        install(before)
+
+    assert (small["status"], small["result"]) == ("ok", {"result": "x" * 10})
+    assert big["status"] == "error" and "more than the 1000 allowed" in big["error"]
 
 
 def test_headers_reach_the_server(client, stateless):
@@ -350,11 +368,13 @@ def test_an_mcp_tool_cannot_be_deleted_or_shadowed_as_an_http_tool(client, state
 
 @pytest.mark.parametrize("era", ["stateless", "legacy"])
 def test_an_agent_task_calls_mcp_tools(client, era, request):
-    discovered(client, request.getfixturevalue(era))
-    agent = make_agent(client, model="builtin/scripted", tools=["files__add", "files__slow"])
+    url = request.getfixturevalue(era)
+    discovered(client, url)
+    discovered(client, url, id="quick", timeout_seconds=1)
+    agent = make_agent(client, model="builtin/scripted", tools=["files__add", "quick__slow"])
     script = (
         '/tool files__add {"a": 20, "b": 22}\n'
-        '/tool files__slow {"seconds": 30}\n'
+        '/tool quick__slow {"seconds": 30}\n'
         "/tool files__whoami {}\n"
         "/reply done"
     )
@@ -368,7 +388,7 @@ def test_an_agent_task_calls_mcp_tools(client, era, request):
     # Not in the agent's tools: refused when called, although the server offers it.
     assert whoami["error"] == "no tool named 'files__whoami' is available to this agent"
     executions = client.get("/api/v1/tool-executions", params={"task_id": done["id"]}).json()
-    assert sorted(e["tool"] for e in executions["items"]) == ["files__add", "files__slow"]
+    assert sorted(e["tool"] for e in executions["items"]) == ["files__add", "quick__slow"]
 
 
 def test_a_tool_group_can_hold_mcp_tools(client, stateless):

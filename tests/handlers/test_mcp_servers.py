@@ -476,3 +476,37 @@ def test_a_hanging_call_does_not_hold_up_shutdown(app, keyring, stateless):
         started = time.monotonic()
     # Leaving the client shut the hub down: its workers stopped without waiting for the call.
     assert time.monotonic() - started < 30  # a bound far below the 60 s timeout, not a timing
+
+
+def test_a_successful_discovery_closes_the_breaker(client, stateless):
+    discovered(client, stateless)
+    for _ in range(mcp_service.BREAKER_FAILURES):
+        mcp_service.breaker("files").record_failure()
+    paused = execute(client, "files__add", {"a": 1, "b": 1})
+    assert paused["error"].startswith("the MCP server 'files' failed 5 times in a row")
+
+    again = client.post(f"{URL}/files/discover")  # neither blocked nor counted by the breaker
+
+    assert again.status_code == 200 and again.json()["breaker"] == "closed"
+    assert execute(client, "files__add", {"a": 1, "b": 1})["result"] == {"result": 2}
+
+
+def test_an_agent_loop_goes_on_when_the_server_dies_mid_call(client):
+    with mcp_process("legacy") as (url, process):
+        discovered(client, url, timeout_seconds=20)
+        agent = make_agent(client, model="builtin/scripted", tools=["files__slow"])
+        script = '/tool files__slow {"seconds": 60}\n/reply carried on'
+        task = make_task(client, agent_id=agent["id"], description=script)
+        wait_for(
+            lambda: client.get(f"/api/v1/tasks/{task['id']}").json(),
+            lambda t: t["status"] == "running" and t["steps"],
+        )
+        time.sleep(0.3)  # the call is in flight
+        process.kill()
+
+        done = wait_for_task(client, task["id"])
+
+    assert done["status"] == "completed", done
+    assert done["result"] == "carried on"
+    step = next(s for s in done["steps"] if s["kind"] == "tool")
+    assert step["status"] == "error" and "took longer" not in step["error"]

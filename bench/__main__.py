@@ -20,11 +20,21 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench import concurrency, events, harness, memory, report, requests, streaming, tasks
+from bench import (
+    concurrency,
+    events,
+    harness,
+    mcp_calls,
+    memory,
+    report,
+    requests,
+    streaming,
+    tasks,
+)
 from bench.harness import BenchError, Context, Postgres, log
 
 SCENARIOS: dict[str, ModuleType] = {
-    m.NAME: m for m in (requests, streaming, concurrency, tasks, memory, events)
+    m.NAME: m for m in (requests, streaming, concurrency, tasks, memory, events, mcp_calls)
 }
 SMOKE_BUDGET_S = 60.0
 

@@ -1457,6 +1457,7 @@ class Queue(BaseModel):
 class ToolKind(StrEnum):
     builtin = 'builtin'
     http = 'http'
+    mcp = 'mcp'
 
 
 class HttpMethod(StrEnum):
@@ -1465,6 +1466,167 @@ class HttpMethod(StrEnum):
     PUT = 'PUT'
     PATCH = 'PATCH'
     DELETE = 'DELETE'
+
+
+class McpServerId(RootModel[str]):
+    root: str = Field(
+        ...,
+        description="An MCP server's id: a slug without underscores, at most 30 characters (its tools are named `<id>__<tool>`, at most 64 characters in all).",
+        max_length=30,
+        min_length=1,
+        pattern='^[a-z0-9][a-z0-9-]{0,29}$',
+    )
+
+
+class Headers(RootModel[str]):
+    root: str = Field(..., max_length=4000, pattern='^[ -~]*$')
+
+
+class McpServerCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: McpServerId
+    url: str = Field(
+        ...,
+        description="The server's streamable HTTP endpoint (often ending in `/mcp`).",
+        max_length=2000,
+        min_length=8,
+        pattern='^https?://[^\\x00-\\x20\\x7f-\\x9f\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]+$',
+    )
+    headers: dict[str, Headers] | None = Field(
+        None,
+        description='Sent with every request to the server; write-only, encrypted at rest.',
+        max_length=20,
+    )
+    bearer_token: str | None = Field(
+        None,
+        description='Sent as `Authorization: Bearer <token>`; write-only, encrypted at rest.',
+        max_length=4000,
+        min_length=1,
+        pattern='^[!-~]+$',
+    )
+    timeout_seconds: float = Field(
+        10,
+        description='Bounds every call of its tools and every discovery.',
+        ge=0.1,
+        le=120.0,
+    )
+    requires_approval: bool = Field(
+        False,
+        description="Whether agents' calls of this server's tools wait for a person's approval.",
+    )
+
+
+class McpSkippedTool(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: str = Field(..., description="The tool's name on the MCP server.")
+    reason: str
+
+
+class Status6(StrEnum):
+    """
+    `new` (never discovered), `ok` (the last discovery worked), `error`.
+    """
+
+    new = 'new'
+    ok = 'ok'
+    error = 'error'
+
+
+class ServerInfo(BaseModel):
+    """
+    The name and version the server gives itself.
+    """
+
+    model_config = ConfigDict(
+        extra='allow',
+    )
+    name: str | None = None
+    version: str | None = None
+
+
+class Breaker1(StrEnum):
+    """
+    This process's circuit breaker for the server's tool calls.
+    """
+
+    closed = 'closed'
+    open = 'open'
+    half_open = 'half_open'
+
+
+class McpServer(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: McpServerId
+    url: str
+    header_names: list[str] = Field(
+        ...,
+        description='The names of the stored headers (their values are never returned).',
+    )
+    has_token: bool = Field(
+        ..., description='Whether a bearer token is stored (never shown).'
+    )
+    timeout_seconds: float
+    requires_approval: bool
+    status: Status6 = Field(
+        ...,
+        description='`new` (never discovered), `ok` (the last discovery worked), `error`.',
+    )
+    last_error: str | None = Field(...)
+    protocol_version: str | None = Field(
+        ...,
+        description='The protocol revision discovery settled on (`2026-07-28`, `2025-11-25` …).',
+    )
+    server_info: ServerInfo | None = Field(
+        ..., description='The name and version the server gives itself.'
+    )
+    tool_count: int = Field(..., ge=0)
+    skipped_tools: list[McpSkippedTool] = Field(
+        ...,
+        description='Tools of the last discovery that are not offered, each with the reason.',
+    )
+    breaker: Breaker1 = Field(
+        ..., description="This process's circuit breaker for the server's tool calls."
+    )
+    discovered_at: AwareDatetime | None = Field(...)
+    tools_expire_at: AwareDatetime | None = Field(
+        ...,
+        description="When the tool list goes stale (the server's TTL); the next call re-reads it first. Null: no TTL (the older protocol revision), refreshed by discovery only.",
+    )
+    created_at: AwareDatetime
+
+
+class McpServerList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[McpServer]
+    next_cursor: NextCursor | None
+
+
+class McpTool(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: str = Field(..., description='The hub name, `<server>__<tool>`.')
+    server_id: McpServerId
+    remote_name: str = Field(..., description="The tool's name on the MCP server.")
+    description: str
+    parameters: JsonObject
+    discovered_at: AwareDatetime
+
+
+class McpToolList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[McpTool]
+    next_cursor: NextCursor | None
 
 
 class ToolGroupTools(RootModel[list[Slug]]):
@@ -1625,10 +1787,6 @@ class PluginRollback(BaseModel):
         extra='forbid',
     )
     version: PluginVersionNumber
-
-
-class Headers(RootModel[str]):
-    root: str = Field(..., max_length=4000, pattern='^[ -~]*$')
 
 
 class ToolCreate(BaseModel):
@@ -2630,7 +2788,7 @@ class Trigger1(StrEnum):
     manual = 'manual'
 
 
-class Status6(StrEnum):
+class Status7(StrEnum):
     succeeded = 'succeeded'
     failed = 'failed'
 
@@ -2647,7 +2805,7 @@ class ScheduleRun(BaseModel):
     )
     started_at: AwareDatetime
     finished_at: AwareDatetime | None = Field(...)
-    status: Status6
+    status: Status7
     task_id: str | None = Field(..., description='The task the run created.')
     error: str | None = Field(...)
 

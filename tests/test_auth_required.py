@@ -27,6 +27,7 @@ SAMPLE = {
     "tool_name": "current_time",
     "group_id": "memory",
     "plugin_id": "acme",
+    "server_id": "files",
     "approval_id": "apr_x",
     "notification_id": "ntf_x",
     "dead_letter_id": "dlq_x",

@@ -23,6 +23,7 @@ MODULES = [
     "bench.tasks",
     "bench.memory",
     "bench.events",
+    "bench.mcp_calls",
 ]
 
 

@@ -327,6 +327,13 @@ async def _vet(url: httpx.URL, allowlist: Allowlist | None) -> list[IPAddress]:
     return addresses
 
 
+async def vet_url(url: str, *, allowlist: Allowlist | None = None) -> list[IPAddress]:
+    """Apply the policy to ``url`` without requesting it: the addresses a connection may go
+    to. For clients that make their own requests (the MCP client): they must connect to one
+    of these addresses, never to the name again. Raises OutboundRefused or OutboundFailed."""
+    return await _vet(_parse_url(url, None), allowlist)
+
+
 def _build(
     client: httpx.AsyncClient,
     method: str,

@@ -83,6 +83,7 @@ HUB_NAMESPACES = frozenset(
         "instance",
         "integration",
         "plugin",
+        "mcp_server",
         "tool_group",
         "memory",
         "message",

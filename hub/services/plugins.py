@@ -31,7 +31,7 @@ from hub.core.problems import Conflict, NotFound, Unprocessable, require
 from hub.events import log as events
 from hub.services import audit, tool_groups
 from hub.services import tools as tool_service
-from hub.services.toolkit import BUILTINS, schema_errors
+from hub.services.toolkit import schema_errors
 
 MANIFEST = "plugin.yaml"
 
@@ -107,7 +107,7 @@ def _bring(plugin_id: str, manifest: dict) -> None:
     source, now = _source(plugin_id), utcnow()
     for index, tool in enumerate(manifest.get("tools") or []):
         name = tool["name"]
-        if name in BUILTINS or db_tools.get(name) is not None:
+        if tool_service.resolve(name) is not None:  # built-in, registered, an MCP server's
             raise Conflict(
                 f"Plugin {plugin_id!r} brings the tool {name!r}, which exists already.",
                 code="plugin_conflict",

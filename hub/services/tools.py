@@ -16,7 +16,7 @@ from db.tools import Tool, ToolExecution
 from hub.core import crypto
 from hub.core.problems import Conflict, NotFound, Unprocessable
 from hub.events import log as events
-from hub.services import audit
+from hub.services import audit, mcp_servers
 from hub.services.toolkit import (
     BUILTINS,
     Call,
@@ -38,11 +38,11 @@ def _from_row(row: Tool) -> ToolDef:
 
 
 def resolve(name: str) -> ToolDef | None:
-    """The built-in or registered tool called ``name``."""
+    """The built-in, registered HTTP or MCP tool called ``name``."""
     if name in BUILTINS:
         return BUILTINS[name]
     row = db_tools.get(name)
-    return _from_row(row) if row else None
+    return _from_row(row) if row else mcp_servers.tool(name)
 
 
 def get(name: str) -> ToolDef:
@@ -55,8 +55,12 @@ def get(name: str) -> ToolDef:
 def listing(
     *, kind: str | None, limit: int, cursor: str | None
 ) -> tuple[list[ToolDef], str | None]:
-    """Built-ins and registered tools by name, one page."""
-    everything = [*BUILTINS.values(), *(_from_row(row) for row in db_tools.registered())]
+    """Built-ins, registered HTTP tools and MCP servers' tools by name, one page."""
+    everything = [
+        *BUILTINS.values(),
+        *(_from_row(row) for row in db_tools.registered()),
+        *mcp_servers.tools(),
+    ]
     everything = sorted(
         (tool for tool in everything if kind in (None, tool.kind)), key=lambda t: t.name
     )
@@ -73,6 +77,8 @@ def register(body: dict) -> ToolDef:
     name = body["name"]
     if name in BUILTINS:
         raise Conflict(f"{name!r} is a built-in tool.", code="tool_exists")
+    if mcp_servers.tool(name) is not None:
+        raise Conflict(f"{name!r} is an MCP server's tool.", code="tool_exists")
     parameters = body.get("parameters") or {"type": "object"}
     problems = schema_errors(parameters)
     if problems:
@@ -105,6 +111,11 @@ def register(body: dict) -> ToolDef:
 def delete(name: str) -> None:
     if name in BUILTINS:
         raise Conflict(f"{name!r} is a built-in tool; it cannot be removed.", code="builtin_tool")
+    if mcp_servers.tool(name) is not None:
+        raise Conflict(
+            f"{name!r} is an MCP server's tool: delete the server to remove its tools.",
+            code="mcp_tool",
+        )
     with write_transaction():
         if Tool.delete().where(Tool.name == name).execute() == 0:
             raise NotFound(f"No tool named {name!r}.", code="tool_not_found")

@@ -12,6 +12,7 @@ from db import (
     automation,
     dead_letters,
     events,
+    mcp_servers,
     memories,
     notifications,
     projects,
@@ -42,6 +43,8 @@ MODELS = [
     tasks.Step,
     tools.Tool,
     tools.ToolExecution,
+    mcp_servers.McpServer,
+    mcp_servers.McpTool,
     approvals.Approval,
     notifications.Notification,
     dead_letters.DeadLetter,
@@ -97,6 +100,7 @@ def test_migrations_apply_once(fresh_db):
         "0009_actors_and_owners",
         "0010_keyed_audit_chain",
         "0011_tool_groups",
+        "0013_mcp_servers",
         "0014_plugins",
     ]
     assert db_base.migrate() == names

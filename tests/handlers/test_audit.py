@@ -710,6 +710,7 @@ def creates(client) -> list[tuple[str, str, dict]]:
         ),
         ("POST", "/api/v1/tool-groups", {"name": "kit", "tools": ["notify"]}),
         ("POST", "/api/v1/plugins", {"name": "kit-plugin", "version": "1.0.0"}),
+        ("POST", "/api/v1/mcp-servers", {"id": "files", "url": "https://mcp.example.com/mcp"}),
         ("POST", "/api/v1/memories", {"key": "m", "content": "c", "scope": "global"}),
         ("POST", "/api/v1/events", {"type": "deploy.finished", "payload": {}}),
         (

@@ -24,6 +24,7 @@ class McpServer(BaseModel):
     last_error = peewee.TextField(null=True)
     discovered_at = peewee.DateTimeField(null=True)
     tools_expire_at = peewee.DateTimeField(null=True)  # from the server's ttlMs; None: no TTL
+    source = peewee.CharField(max_length=80, default="api")  # api, or plugin:<id>
     created_at = peewee.DateTimeField()
 
     class Meta:
@@ -46,6 +47,7 @@ class McpServer(BaseModel):
             "breaker": breaker,
             "discovered_at": iso(self.discovered_at),
             "tools_expire_at": iso(self.tools_expire_at),
+            "source": self.source,
             "created_at": iso(self.created_at),
         }
 

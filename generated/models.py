@@ -1563,6 +1563,10 @@ class McpServer(BaseModel):
         extra='forbid',
     )
     id: McpServerId
+    source: str = Field(
+        ...,
+        description='`api` (registered here) or `plugin:<id>` (brought by a plugin).',
+    )
     url: str
     header_names: list[str] = Field(
         ...,
@@ -1715,6 +1719,27 @@ class PluginTool(BaseModel):
     requires_approval: bool = False
 
 
+class PluginMcpServer(BaseModel):
+    """
+    An MCP server the plugin brings (as `McpServerCreate`, but without `headers` or
+    `bearer_token`: a plugin brings no credentials). Its tools appear once it is discovered.
+
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: McpServerId
+    url: str = Field(
+        ...,
+        max_length=2000,
+        min_length=8,
+        pattern='^https?://[^\\x00-\\x20\\x7f-\\x9f\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]+$',
+    )
+    timeout_seconds: float = Field(10, ge=0.1, le=120.0)
+    requires_approval: bool = False
+
+
 class PluginManifest(BaseModel):
     """
     `plugin.yaml` (or the JSON body): what the plugin is and what it brings.
@@ -1729,6 +1754,7 @@ class PluginManifest(BaseModel):
     description: str | None = Field(None, max_length=2000, pattern='^[^\\u0000]*$')
     tools: list[PluginTool] | None = Field(None, max_length=64)
     tool_groups: list[ToolGroupCreate] | None = Field(None, max_length=64)
+    mcp_servers: list[PluginMcpServer] | None = Field(None, max_length=16)
 
 
 class PluginBrings(BaseModel):
@@ -1737,6 +1763,7 @@ class PluginBrings(BaseModel):
     )
     tools: list[str]
     tool_groups: list[str]
+    mcp_servers: list[str]
 
 
 class Plugin(BaseModel):
@@ -1823,6 +1850,10 @@ class Tool(BaseModel):
     )
     name: str
     kind: ToolKind
+    source: str = Field(
+        ...,
+        description='`builtin`, `api` (registered here), or `plugin:<id>` (brought by a plugin).',
+    )
     description: str
     parameters: JsonObject
     endpoint: str | None = Field(...)

@@ -135,8 +135,9 @@ def _check_url(url: str) -> None:
         )
 
 
-def register(body: dict) -> McpServer:
-    """Store a server (nothing is contacted yet: ``discover`` does that)."""
+def register(body: dict, *, source: str = "api") -> McpServer:
+    """Store a server (nothing is contacted yet: ``discover`` does that); ``source`` is
+    ``plugin:<id>`` for one a plugin brings."""
     _check_url(body["url"])
     headers = body.get("headers") or {}
     token = body.get("bearer_token")
@@ -159,6 +160,7 @@ def register(body: dict) -> McpServer:
                 requires_approval=body.get("requires_approval", False),
                 skipped=[],
                 status="new",
+                source=source,
                 created_at=utcnow(),
             )
             payload = {"id": server.id, "url": server.url}
@@ -384,6 +386,7 @@ def tool_def(row: McpTool, server: McpServer) -> ToolDef:
         method=None,
         header_names=names,
         created_at=iso(row.discovered_at),
+        source=server.source,
     )
 
 

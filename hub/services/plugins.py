@@ -1,6 +1,6 @@
 """Plugins: installed from a manifest (JSON, or ``plugin.yaml`` at the root of a ``.tar.gz`` /
-``.zip`` read by :mod:`hub.core.archives`), they bring HTTP tools and tool groups, never code
-the hub runs and never credentials.
+``.zip`` read by :mod:`hub.core.archives`), they bring HTTP tools, MCP server definitions and
+tool groups, never code the hub runs and never credentials.
 
 What an enabled plugin brings exists as ordinary rows marked ``source = "plugin:<id>"`` (so
 agents, ``/tools``, tool groups and approvals need nothing new); disabling the plugin removes
@@ -21,15 +21,17 @@ import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 
+from db import mcp_servers as db_mcp
 from db import plugins as db_plugins
 from db import tools as db_tools
 from db.base import iso, utcnow, write_transaction
+from db.mcp_servers import McpServer
 from db.plugins import Plugin, PluginVersion
 from db.tools import Tool, ToolGroup
 from hub.core import archives, spec
 from hub.core.problems import Conflict, NotFound, Unprocessable, require
 from hub.events import log as events
-from hub.services import audit, tool_groups
+from hub.services import audit, mcp_servers, tool_groups
 from hub.services import tools as tool_service
 from hub.services.toolkit import schema_errors
 
@@ -133,6 +135,14 @@ def _bring(plugin_id: str, manifest: dict) -> None:
             source=source,
             created_at=now,
         )
+    for server in manifest.get("mcp_servers") or []:
+        if db_mcp.get(server["id"]) is not None:
+            raise Conflict(
+                f"Plugin {plugin_id!r} brings the MCP server {server['id']!r}, which exists "
+                "already.",
+                code="plugin_conflict",
+            )
+        mcp_servers.register(server, source=source)
     for index, group in enumerate(manifest.get("tool_groups") or []):
         if db_tools.get_group(group["name"]) is not None:
             raise Conflict(
@@ -174,12 +184,15 @@ def _take_back(plugin_id: str) -> None:
             )
     ToolGroup.delete().where(ToolGroup.source == source).execute()
     Tool.delete().where(Tool.source == source).execute()
+    for server in McpServer.select(McpServer.id).where(McpServer.source == source):
+        mcp_servers.delete(server.id)
 
 
 def _brings(manifest: dict) -> dict:
     return {
         "tools": [tool["name"] for tool in manifest.get("tools") or []],
         "tool_groups": [group["name"] for group in manifest.get("tool_groups") or []],
+        "mcp_servers": [server["id"] for server in manifest.get("mcp_servers") or []],
     }
 
 
@@ -322,11 +335,13 @@ def counts() -> dict[str, int]:
     bring, read from the database (every hub sharing it reports the same)."""
     brought_tools = Tool.select().where(Tool.source.startswith("plugin:")).count()
     brought_groups = ToolGroup.select().where(ToolGroup.source.startswith("plugin:")).count()
+    brought_servers = McpServer.select().where(McpServer.source.startswith("plugin:")).count()
     return {
         "installed": Plugin.select().count(),
         "enabled": Plugin.select().where(Plugin.enabled == True).count(),  # noqa: E712
         "tools": brought_tools,
         "tool_groups": brought_groups,
+        "mcp_servers": brought_servers,
     }
 
 
@@ -347,11 +362,12 @@ class _Gauges:
         yield plugins
         brought = GaugeMetricFamily(
             "aether_plugin_contributions",
-            "What enabled plugins bring, by kind (tools, tool_groups).",
+            "What enabled plugins bring, by kind (tools, tool_groups, mcp_servers).",
             labels=["kind"],
         )
         brought.add_metric(["tools"], found["tools"])
         brought.add_metric(["tool_groups"], found["tool_groups"])
+        brought.add_metric(["mcp_servers"], found["mcp_servers"])
         yield brought
 
 

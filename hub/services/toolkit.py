@@ -53,7 +53,7 @@ Runner = Callable[[dict, Call], Awaitable[Any]]
 @dataclass(frozen=True)
 class ToolDef:
     name: str
-    kind: str  # builtin | http
+    kind: str  # builtin | http | mcp
     description: str
     parameters: dict
     run: Runner = field(repr=False)
@@ -63,11 +63,13 @@ class ToolDef:
     method: str | None = None
     header_names: tuple[str, ...] = ()
     created_at: str | None = None
+    source: str = "builtin"  # builtin, api, or plugin:<id>
 
     def to_api(self) -> dict:
         return {
             "name": self.name,
             "kind": self.kind,
+            "source": self.source,
             "description": self.description,
             "parameters": self.parameters,
             "endpoint": self.endpoint,
@@ -390,6 +392,7 @@ def http_tool(row, headers: dict[str, str]) -> ToolDef:
     return ToolDef(
         name=row.name,
         kind="http",
+        source=row.source,
         description=row.description,
         parameters=row.parameters,
         run=run,

@@ -102,6 +102,7 @@ def test_migrations_apply_once(fresh_db):
         "0011_tool_groups",
         "0013_mcp_servers",
         "0014_plugins",
+        "0015_mcp_server_source",
     ]
     assert db_base.migrate() == names
     assert db_base.migrate() == []

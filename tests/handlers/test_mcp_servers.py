@@ -128,6 +128,7 @@ def test_register_stores_credentials_write_only(client, stateless):
         "breaker": "closed",
         "discovered_at": None,
         "tools_expire_at": None,
+        "source": "api",
         "created_at": server["created_at"],
     }
     assert client.get(f"{URL}/files").json() == server
@@ -290,7 +291,11 @@ def test_calls_through_execute(client, era, request):
     assert failed["status"] == "error"
     assert "Fail.Now" in failed["error"]  # the server's own report of the failure
     slow = execute(client, "quick__slow", {"seconds": 30})
-    assert (slow["status"], slow["error"]) == ("error", "the tool took longer than 1 s")
+    assert slow["status"] == "error"  # two bounds of 1 s race: the hub's and the client's read
+    assert slow["error"] in (
+        "the tool took longer than 1 s",
+        "the MCP server did not answer in time",
+    )
     assert slow["duration_ms"] < 10_000  # the call was cut at the timeout (bound, not timing)
     who = execute(client, "files__whoami", {})
     # No structured content: the tool's one text block is the result, as the server wrote it.
@@ -384,7 +389,12 @@ def test_an_agent_task_calls_mcp_tools(client, era, request):
     assert done["status"] == "completed", done
     add, slow, whoami = [s for s in done["steps"] if s["kind"] == "tool"]
     assert (add["status"], add["output"]) == ("ok", {"result": 42})
-    assert (slow["status"], slow["error"]) == ("error", "the tool took longer than 1 s")
+    # Two bounds of 1 s race: the call's own (the hub's) and the MCP client's read timeout.
+    assert slow["status"] == "error"
+    assert slow["error"] in (
+        "the tool took longer than 1 s",
+        "the MCP server did not answer in time",
+    )
     # Not in the agent's tools: refused when called, although the server offers it.
     assert whoami["error"] == "no tool named 'files__whoami' is available to this agent"
     executions = client.get("/api/v1/tool-executions", params={"task_id": done["id"]}).json()

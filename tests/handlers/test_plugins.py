@@ -66,11 +66,15 @@ def test_install_from_a_manifest_brings_its_tools_and_groups(client):
     assert response.status_code == 201, response.text
     plugin = response.json()
     assert plugin["id"] == "acme" and plugin["version"] == "1.0.0" and plugin["enabled"]
-    assert plugin["brings"] == {"tools": ["acme-lookup"], "tool_groups": ["acme"]}
+    assert plugin["brings"] == {
+        "tools": ["acme-lookup"],
+        "tool_groups": ["acme"],
+        "mcp_servers": [],
+    }
     assert len(plugin["sha256"]) == 64
     assert response.headers["Location"] == "/api/v1/plugins/acme"
     assert response.headers["ETag"] == '"1"'
-    assert "acme-lookup" in tools(client)
+    assert tools(client)["acme-lookup"]["source"] == "plugin:acme"
     assert groups(client)["acme"]["source"] == "plugin:acme"
     assert client.get(f"{URL}/acme").json() == plugin
     assert [e.type for e in Event.select().where(Event.subject == "acme")] == ["plugin.installed"]
@@ -210,3 +214,35 @@ def test_plugin_gauges(client):
     assert 'aether_plugins{state="disabled"} 1.0' in text
     assert 'aether_plugin_contributions{kind="tools"} 1.0' in text
     assert 'aether_plugin_contributions{kind="tool_groups"} 1.0' in text
+
+
+def test_a_plugin_brings_mcp_server_definitions_without_credentials(client):
+    body = manifest(mcp_servers=[{"id": "acmefiles", "url": "https://mcp.example.com/mcp"}])
+
+    plugin = install(client, body)
+
+    assert plugin["brings"]["mcp_servers"] == ["acmefiles"]
+    server = client.get("/api/v1/mcp-servers/acmefiles").json()
+    assert (server["source"], server["has_token"], server["status"]) == (
+        "plugin:acme",
+        False,
+        "new",
+    )
+    secret = {"id": "acmefiles", "url": "https://mcp.example.com/mcp", "bearer_token": "t"}
+    with_token = manifest("2.0.0", mcp_servers=[secret])
+    assert_problem(client.post(URL, json=with_token), 400)
+    client.post(f"{URL}/acme/disable", headers=CONFIRM)
+    assert client.get("/api/v1/mcp-servers/acmefiles").status_code == 404
+    client.post(f"{URL}/acme/enable")
+    assert client.get("/api/v1/mcp-servers/acmefiles").json()["source"] == "plugin:acme"
+    assert 'aether_plugin_contributions{kind="mcp_servers"} 1.0' in client.get("/metrics").text
+    assert client.delete(f"{URL}/acme").status_code == 204
+    assert client.get("/api/v1/mcp-servers/acmefiles").status_code == 404
+
+
+def test_an_mcp_server_it_brings_goes_through_the_outbound_policy(client):
+    body = manifest(mcp_servers=[{"id": "local", "url": "http://127.0.0.1:9/mcp"}])
+
+    assert_problem(client.post(URL, json=body), 422)
+    assert client.get(f"{URL}/acme").status_code == 404
+    assert "acme-lookup" not in tools(client)  # nothing half-installed

@@ -96,6 +96,7 @@ def test_register_an_http_tool_keeps_its_headers_secret(client, endpoint):
         "header_names": ["Authorization"],
         "timeout_seconds": 10.0,
         "requires_approval": False,
+        "source": "api",
         "created_at": tool["created_at"],
     }
     assert client.get(f"{TOOLS}/lookup").json() == tool

@@ -26,6 +26,7 @@ SAMPLE = {
     "task_id": "tsk_x",
     "tool_name": "current_time",
     "group_id": "memory",
+    "skill_id": "release-notes",
     "approval_id": "apr_x",
     "notification_id": "ntf_x",
     "dead_letter_id": "dlq_x",

@@ -17,6 +17,7 @@ from db import (
     projects,
     providers,
     sessions,
+    skills,
     subscriptions,
     system,
     tasks,
@@ -42,6 +43,9 @@ MODELS = [
     tasks.Step,
     tools.Tool,
     tools.ToolExecution,
+    skills.Skill,
+    skills.SkillVersion,
+    skills.SkillFile,
     approvals.Approval,
     notifications.Notification,
     dead_letters.DeadLetter,
@@ -97,6 +101,7 @@ def test_migrations_apply_once(fresh_db):
         "0009_actors_and_owners",
         "0010_keyed_audit_chain",
         "0011_tool_groups",
+        "0012_skills",
     ]
     assert db_base.migrate() == names
     assert db_base.migrate() == []

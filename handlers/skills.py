@@ -10,7 +10,7 @@ from db import skills as db_skills
 from db.pagination import list_page
 from db.skills import Skill, SkillVersion
 from hub.core import agent_skills
-from hub.core.problems import require
+from hub.core.problems import ValidationFailed, require
 from hub.http import context
 from hub.services import skills
 
@@ -97,13 +97,26 @@ def reload_skills():
 
 async def import_skill(body=None, file=None):
     """Import a SKILL.md."""
-    skill_md = body if isinstance(body, bytes) else await file.read()
+    skill_md = await _uploaded(body, file)
     parsed = agent_skills.parse(skill_md)
     skill, created = await run_in_threadpool(skills.import_, parsed, actor=context.actor_id())
     payload, status, headers = await run_in_threadpool(_skill, skill, 201 if created else 200)
     if created:
         headers["Location"] = f"/api/v1/skills/{skill.name}"
     return payload, status, headers
+
+
+async def _uploaded(body, file) -> bytes:
+    """The SKILL.md: the ``text/markdown`` body, or the multipart upload's ``file`` part."""
+    if isinstance(body, bytes) and body:
+        return body
+    if hasattr(file, "read"):
+        return await file.read()
+    if isinstance(file, str) and file:  # a form field rather than a file: its text
+        return file.encode()
+    raise ValidationFailed(
+        "The body must be a SKILL.md.", errors=[{"field": "body", "message": "is empty"}]
+    )
 
 
 def check_skill_integrity():

@@ -6,7 +6,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
+from pydantic import AwareDatetime, Base64Str, BaseModel, ConfigDict, Field, RootModel
 
 
 class ServerSentEvent(BaseModel):
@@ -2488,6 +2488,188 @@ class ProjectSource(StrEnum):
     gitlab = 'gitlab'
     jira = 'jira'
     generic = 'generic'
+
+
+class SkillName(RootModel[str]):
+    root: str = Field(
+        ...,
+        description='An Agent Skills name: 1–64 of `a-z0-9-`, no leading, trailing or double hyphen.',
+        examples=['release-notes'],
+        max_length=64,
+        min_length=1,
+        pattern='^[a-z0-9]+(-[a-z0-9]+)*$',
+    )
+
+
+class SkillWrite(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    skill_md: str = Field(
+        ...,
+        description='The SKILL.md text (YAML front matter between `---` lines, then Markdown).',
+        min_length=1,
+    )
+    files: dict[str, Base64Str] | None = Field(
+        None,
+        description="The skill's other files: a path under `scripts/`, `references/` or `assets/` (no `.`\nor `..` segments, at most 255 bytes; at most 200 files) → its bytes in base64.\n",
+    )
+
+
+class SkillFrontMatter(BaseModel):
+    """
+    The front matter the hub reads (keys outside the specification are kept in the text only).
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: SkillName
+    description: str
+    license: str | None = None
+    compatibility: str | None = None
+    metadata: dict[str, str] | None = None
+    allowed_tools: list[str] | None = Field(
+        None, description='`allowed-tools`, split on spaces when it was a string.'
+    )
+
+
+class SkillFileInfo(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    path: str
+    size: int
+    sha256: str
+
+
+class SkillSummary(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: SkillName
+    description: str
+    tags: list[str] = Field(
+        ..., description='`metadata.tags`, split on commas and spaces, lowercased.'
+    )
+    enabled: bool
+    source: str = Field(
+        ..., description='How the skill was made: `api`, `dir` (reload) or `import`.'
+    )
+    version: int = Field(..., description="The current version's number.")
+    sha256: str = Field(..., description="The current version's SHA-256 (hex).")
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class Skill1(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: SkillName
+    description: str
+    tags: list[str]
+    enabled: bool
+    source: str
+    version: int
+    sha256: str
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+    front_matter: SkillFrontMatter
+    body: str = Field(..., description='The Markdown after the front matter.')
+    files: list[SkillFileInfo] = Field(
+        ..., description="The version's files other than SKILL.md, by path."
+    )
+
+
+class SkillList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[SkillSummary]
+    next_cursor: NextCursor | None
+
+
+class SkillVersion(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    version: int
+    current: bool
+    sha256: str
+    source: str = Field(
+        ..., description='How this version came: `api`, `dir`, `import` or `rollback`.'
+    )
+    created_at: AwareDatetime
+    created_by: str | None = Field(..., description='The API key that wrote it.')
+
+
+class SkillVersionList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[SkillVersion]
+    next_cursor: NextCursor | None
+
+
+class SkillRollback(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    version: int = Field(
+        ...,
+        description='The version whose content becomes current.',
+        ge=1,
+        le=2147483647,
+    )
+
+
+class Error3(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    field: str
+    message: str
+
+
+class InvalidItem(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    folder: str
+    reason: str
+    errors: list[Error3]
+
+
+class SkillReload(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    invalid: list[InvalidItem]
+
+
+class MismatchedItem(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: str
+    version: int
+    current: bool
+    sha256: str = Field(..., description='What was recorded.')
+    actual: str = Field(..., description='What the stored content hashes to now.')
+    files: list[str] = Field(..., description='Files whose own SHA-256 changed.')
+
+
+class SkillIntegrity(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    checked: int = Field(..., description='How many versions were hashed again.')
+    ok: bool
+    mismatched: list[MismatchedItem]
 
 
 class ProjectCreate(BaseModel):

@@ -73,6 +73,7 @@ class Settings:
     program_timeout_ms: int = 200
     program_memory_mb: int = 256
     program_workers: int = 2
+    skills_dir: str = ""
 
     # Keys PATCH /api/v1/config may change while the hub runs.
     RUNTIME_TUNABLE = ("log_level", "rate_limit_per_minute", "metrics_public")

@@ -28,6 +28,7 @@ SAMPLE = {
     "group_id": "memory",
     "plugin_id": "acme",
     "server_id": "files",
+    "skill_id": "release-notes",
     "approval_id": "apr_x",
     "notification_id": "ntf_x",
     "dead_letter_id": "dlq_x",

@@ -84,7 +84,7 @@ def test_generated_models_are_current():
 
 def test_every_operation_has_one_policy_with_a_role():
     policies = spec.policies()
-    assert len(policies) == 153
+    assert len(policies) == 167
     assert {p.role for p in policies.values()} == {"public", "viewer", "operator", "admin"}
     confirm = sorted(p.operation_id for p in policies.values() if p.confirm)
     assert confirm == [
@@ -94,6 +94,7 @@ def test_every_operation_has_one_policy_with_a_role():
         "retry_dead_letter",
         "revoke_api_key",
         "rollback_plugin",
+        "rollback_skill",
         "update_config",
     ]
 

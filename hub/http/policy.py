@@ -52,6 +52,10 @@ def _require_content_type(scope: Scope, policy: spec.OperationPolicy) -> None:
         raise UnsupportedMediaType(
             "The body needs a Content-Type: " + " or ".join(policy.body_media_types) + "."
         )
+    content_type = headers.get("content-type", "").lower()
+    if content_type.startswith("multipart/") and "boundary=" not in content_type:
+        # Starlette's form parser fails on it with an error that would be a 500
+        raise UnsupportedMediaType("A multipart body needs a boundary in its Content-Type.")
 
 
 class PolicyMiddleware:

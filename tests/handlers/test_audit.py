@@ -711,6 +711,8 @@ def creates(client) -> list[tuple[str, str, dict]]:
         ("POST", "/api/v1/tool-groups", {"name": "kit", "tools": ["notify"]}),
         ("POST", "/api/v1/plugins", {"name": "kit-plugin", "version": "1.0.0"}),
         ("POST", "/api/v1/mcp-servers", {"id": "files", "url": "https://mcp.example.com/mcp"}),
+        ("POST", "/api/v1/skills", {"skill_md": "---\nname: kit\ndescription: d\n---\n"}),
+        ("POST", "/api/v1/skills/import", b"---\nname: imported\ndescription: d\n---\n"),
         ("POST", "/api/v1/memories", {"key": "m", "content": "c", "scope": "global"}),
         ("POST", "/api/v1/events", {"type": "deploy.finished", "payload": {}}),
         (
@@ -751,7 +753,12 @@ def test_every_create_names_the_new_resource(client):
     declared = {(p.method, p.path) for p in spec.policies().values() if p.names_created}
     assert len(made) == len(declared), "a create with a Location is missing here"
     for method, path, body in made:
-        response = client.request(method, path, json=body, headers={"X-Request-Id": "c-1"})
+        headers = {"X-Request-Id": "c-1"}
+        if isinstance(body, bytes):  # a SKILL.md upload
+            headers["Content-Type"] = "text/markdown"
+            response = client.request(method, path, content=body, headers=headers)
+        else:
+            response = client.request(method, path, json=body, headers=headers)
         assert response.status_code == 201, (path, response.text)
         entry = latest(client)
         assert entry["request_id"] == "c-1"

@@ -9,10 +9,11 @@ from starlette.responses import Response
 from db import skills as db_skills
 from db.pagination import list_page
 from db.skills import Skill, SkillVersion
-from hub.core import agent_skills
+from hub.core import agent_skills, archives
 from hub.core.problems import ValidationFailed, require
 from hub.http import context
 from hub.services import skills
+from hub.settings import current_settings
 
 MARKDOWN = "text/markdown; charset=utf-8"
 
@@ -95,10 +96,18 @@ def reload_skills():
     return skills.reload(actor=context.actor_id()).to_api(), 200
 
 
+ARCHIVE_MAGIC = (b"\x1f\x8b", b"PK\x03\x04")  # gzip, zip
+
+
 async def import_skill(body=None, file=None):
-    """Import a SKILL.md."""
-    skill_md = await _uploaded(body, file)
-    parsed = agent_skills.parse(skill_md)
+    """Import a SKILL.md, or a skill folder as a .tar.gz or .zip."""
+    uploaded = await _uploaded(body, file)
+    if hasattr(file, "read") and uploaded.startswith(ARCHIVE_MAGIC):
+        limits = archives.archive_limits(current_settings())
+        name, media = getattr(file, "filename", None), getattr(file, "content_type", None)
+        parsed = agent_skills.from_archive(uploaded, name, media, limits)
+    else:
+        parsed = agent_skills.parse(uploaded)
     skill, created = await run_in_threadpool(skills.import_, parsed, actor=context.actor_id())
     payload, status, headers = await run_in_threadpool(_skill, skill, 201 if created else 200)
     if created:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from hub.core import archives
 from hub.core.problems import Unprocessable
 
 SKILL_MD = "SKILL.md"
@@ -233,3 +234,30 @@ def read_folder(folder: Path) -> Parsed:
     if errors:
         raise _fail("The skill folder holds what the hub does not read.", errors)
     return parse(skill_md.read_bytes(), files, folder=folder.name)
+
+
+def from_archive(data: bytes, filename: str | None, content_type: str | None, limits: dict):
+    """A skill folder uploaded as a ``.tar.gz`` or ``.zip`` (read by :mod:`hub.core.archives`,
+    so a hostile archive is refused naming its entry): ``SKILL.md`` at the archive's root, or
+    in one top folder named after the skill (``<name>/SKILL.md``, as ``zip -r name.zip name``
+    makes); its files under ``scripts/``, ``references/``, ``assets/`` are kept, as reload keeps
+    a folder's, and nothing else."""
+    kind = archives.archive_kind(filename, content_type, data)
+    entries = archives.read_archive(data, kind, **limits)
+    folder = None
+    if SKILL_MD not in entries:
+        tops = {path.split("/", 1)[0] for path in entries}
+        if len(tops) == 1 and f"{next(iter(tops))}/{SKILL_MD}" in entries:
+            folder = next(iter(tops))
+        else:
+            raise _fail(
+                "The archive holds no SKILL.md at its root or in one top folder.",
+                [_error("skill", "no SKILL.md")],
+            )
+    prefix = f"{folder}/" if folder else ""
+    files = {
+        path[len(prefix) :]: content
+        for path, content in entries.items()
+        if path.startswith(prefix) and path[len(prefix) :].split("/", 1)[0] in FOLDERS
+    }
+    return parse(entries[prefix + SKILL_MD], files, folder=folder)

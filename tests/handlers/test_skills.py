@@ -430,3 +430,61 @@ def test_the_integrity_check_finds_a_stored_file_that_changed(client):
             }
         ],
     }
+
+
+def upload(client, data: bytes, filename: str):
+    return client.post(
+        f"{URL}/import", files={"file": (filename, data, "application/octet-stream")}
+    )
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_import_a_skill_folder_as_an_archive(client, kind):
+    from hub.core import archives
+
+    text = skill_md("pdf-tools", "Work with PDF files.").encode()
+    folder = {
+        "pdf-tools/SKILL.md": text,
+        "pdf-tools/references/forms.md": b"# Forms\n",
+        "pdf-tools/scripts/fill.py": b"print('never run by the hub')\n",
+        "pdf-tools/notes.txt": b"not a skill file\n",  # outside the three folders: not kept
+    }
+
+    response = upload(client, archives.write_archive(folder, kind), f"pdf-tools.{kind}")
+
+    assert response.status_code == 201, response.text
+    assert response.json()["source"] == "import"
+    exported = client.get(f"{URL}/pdf-tools/export")
+    assert exported.content == text  # byte for byte
+    paths = {"path": "references/forms.md"}
+    assert client.get(f"{URL}/pdf-tools/files", params=paths).content == b"# Forms\n"
+    expected = {"SKILL.md": text, "references/forms.md": b"# Forms\n",
+                "scripts/fill.py": b"print('never run by the hub')\n"}  # fmt: skip
+    assert response.json()["sha256"] == agent_skills.digest(expected)
+
+
+def test_an_archive_at_its_root_works_too_and_its_folder_must_match(client):
+    from hub.core import archives
+
+    root = {
+        "SKILL.md": skill_md("flat-skill", "A flat archive.").encode(),
+        "assets/a.svg": b"<svg/>",
+    }
+    assert upload(client, archives.write_archive(root, "zip"), "s.zip").status_code == 201
+    wrong = {"other/SKILL.md": skill_md("named-so", "Folder and name differ.").encode()}
+    response = upload(client, archives.write_archive(wrong, "zip"), "s.zip")
+    assert_problem(response, 422, "invalid_skill")
+    assert "skill.name" in error_fields(response)
+    empty = {"readme.md": b"# nothing\n"}
+    assert_problem(upload(client, archives.write_archive(empty, "tar.gz"), "s.tar.gz"), 422)
+
+
+def test_a_hostile_skill_archive_is_refused(client):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zipped:
+        zipped.writestr("../SKILL.md", skill_md("escape", "Tries to escape."))
+    assert_problem(upload(client, buffer.getvalue(), "evil.zip"), 422, "unsafe_archive")
+    assert client.get(f"{URL}/escape").status_code == 404

@@ -1740,23 +1740,6 @@ class PluginMcpServer(BaseModel):
     requires_approval: bool = False
 
 
-class PluginManifest(BaseModel):
-    """
-    `plugin.yaml` (or the JSON body): what the plugin is and what it brings.
-
-    """
-
-    model_config = ConfigDict(
-        extra='forbid',
-    )
-    name: Slug
-    version: PluginVersionNumber
-    description: str | None = Field(None, max_length=2000, pattern='^[^\\u0000]*$')
-    tools: list[PluginTool] | None = Field(None, max_length=64)
-    tool_groups: list[ToolGroupCreate] | None = Field(None, max_length=64)
-    mcp_servers: list[PluginMcpServer] | None = Field(None, max_length=16)
-
-
 class PluginBrings(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -1764,6 +1747,7 @@ class PluginBrings(BaseModel):
     tools: list[str]
     tool_groups: list[str]
     mcp_servers: list[str]
+    skills: list[str]
 
 
 class Plugin(BaseModel):
@@ -3105,6 +3089,28 @@ class ChatCompletionJsonSchema(BaseModel):
     description: str | None = Field(None, max_length=10000)
     schema_: JsonObject | None = Field(None, alias='schema')
     strict: bool | None = None
+
+
+class PluginManifest(BaseModel):
+    """
+    `plugin.yaml` (or the JSON body): what the plugin is and what it brings.
+
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: Slug
+    version: PluginVersionNumber
+    description: str | None = Field(None, max_length=2000, pattern='^[^\\u0000]*$')
+    tools: list[PluginTool] | None = Field(None, max_length=64)
+    tool_groups: list[ToolGroupCreate] | None = Field(None, max_length=64)
+    mcp_servers: list[PluginMcpServer] | None = Field(None, max_length=16)
+    skills: list[SkillWrite] | None = Field(
+        None,
+        description='Agent Skills, each as on `POST /skills` (`skill_md`, `files` in base64). In an\narchive, every `skills/<name>/SKILL.md` folder is a skill too (with its `scripts/`,\n`references/`, `assets/`), added to these.\n',
+        max_length=32,
+    )
 
 
 class Trace(BaseModel):

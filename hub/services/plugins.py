@@ -1,6 +1,6 @@
 """Plugins: installed from a manifest (JSON, or ``plugin.yaml`` at the root of a ``.tar.gz`` /
-``.zip`` read by :mod:`hub.core.archives`), they bring HTTP tools, MCP server definitions and
-tool groups, never code the hub runs and never credentials.
+``.zip`` read by :mod:`hub.core.archives`), they bring HTTP tools, MCP server definitions,
+Agent Skills and tool groups, never code the hub runs and never credentials.
 
 What an enabled plugin brings exists as ordinary rows marked ``source = "plugin:<id>"`` (so
 agents, ``/tools``, tool groups and approvals need nothing new); disabling the plugin removes
@@ -12,6 +12,7 @@ and one ``plugin.*`` event."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from typing import Any
@@ -23,15 +24,17 @@ from prometheus_client.core import GaugeMetricFamily
 
 from db import mcp_servers as db_mcp
 from db import plugins as db_plugins
+from db import skills as db_skills
 from db import tools as db_tools
 from db.base import iso, utcnow, write_transaction
 from db.mcp_servers import McpServer
 from db.plugins import Plugin, PluginVersion
+from db.skills import Skill
 from db.tools import Tool, ToolGroup
-from hub.core import archives, spec
+from hub.core import agent_skills, archives, spec
 from hub.core.problems import Conflict, NotFound, Unprocessable, require
 from hub.events import log as events
-from hub.services import audit, mcp_servers, tool_groups
+from hub.services import audit, mcp_servers, skills, tool_groups
 from hub.services import tools as tool_service
 from hub.services.toolkit import schema_errors
 
@@ -61,6 +64,25 @@ def from_archive(data: bytes, filename: str | None, content_type: str | None, se
             errors=[{"field": MANIFEST, "message": "not UTF-8 YAML"}],
         ) from None
     _check_shape(manifest)
+    folders = sorted({path.split("/")[1] for path in files if path.startswith("skills/")
+                      and path.count("/") >= 2 and path.endswith("/SKILL.md")
+                      and path.count("/") == 2})  # fmt: skip
+    if folders:
+        manifest = {**manifest, "skills": [*(manifest.get("skills") or [])]}
+        for folder in folders:
+            prefix = f"skills/{folder}/"
+            manifest["skills"].append(
+                {
+                    "skill_md": files[prefix + "SKILL.md"].decode("utf-8", "replace"),
+                    "files": {
+                        path[len(prefix) :]: base64.b64encode(content).decode()
+                        for path, content in files.items()
+                        if path.startswith(prefix)
+                        and path[len(prefix) :].split("/", 1)[0] in agent_skills.FOLDERS
+                    },
+                }
+            )
+        _check_shape(manifest)
     return manifest
 
 
@@ -143,6 +165,19 @@ def _bring(plugin_id: str, manifest: dict) -> None:
                 code="plugin_conflict",
             )
         mcp_servers.register(server, source=source)
+    for index, body in enumerate(manifest.get("skills") or []):
+        try:
+            parsed = skills.parse_body(body)
+        except Unprocessable as exc:
+            for error in exc.errors or []:
+                error["field"] = f"skills[{index}]." + error["field"].removeprefix("body.")
+            raise
+        if db_skills.get(parsed.name) is not None:
+            raise Conflict(
+                f"Plugin {plugin_id!r} brings the skill {parsed.name!r}, which exists already.",
+                code="plugin_conflict",
+            )
+        skills.create(parsed, source=source, actor=None)
     for index, group in enumerate(manifest.get("tool_groups") or []):
         if db_tools.get_group(group["name"]) is not None:
             raise Conflict(
@@ -186,6 +221,8 @@ def _take_back(plugin_id: str) -> None:
     Tool.delete().where(Tool.source == source).execute()
     for server in McpServer.select(McpServer.id).where(McpServer.source == source):
         mcp_servers.delete(server.id)
+    for skill in Skill.select(Skill.name).where(Skill.source == source):
+        skills.delete(skill.name)
 
 
 def _brings(manifest: dict) -> dict:
@@ -193,7 +230,15 @@ def _brings(manifest: dict) -> dict:
         "tools": [tool["name"] for tool in manifest.get("tools") or []],
         "tool_groups": [group["name"] for group in manifest.get("tool_groups") or []],
         "mcp_servers": [server["id"] for server in manifest.get("mcp_servers") or []],
+        "skills": [_skill_name(body) for body in manifest.get("skills") or []],
     }
+
+
+def _skill_name(body: dict) -> str:
+    try:
+        return agent_skills.parse(body["skill_md"].encode(), {}).name
+    except Unprocessable:
+        return ""
 
 
 def to_api(plugin: Plugin, current: PluginVersion | None = None) -> dict:
@@ -250,6 +295,7 @@ def install(manifest: dict) -> tuple[dict, bool]:
             previous = plugin.version
             _touch(plugin, version=number)
             kind, created = "plugin.upgraded", False
+            audit.answers(200)
         _emit(kind, plugin, row, **({} if created else {"previous": previous}))
     return to_api(plugin, row), created
 
@@ -336,12 +382,14 @@ def counts() -> dict[str, int]:
     brought_tools = Tool.select().where(Tool.source.startswith("plugin:")).count()
     brought_groups = ToolGroup.select().where(ToolGroup.source.startswith("plugin:")).count()
     brought_servers = McpServer.select().where(McpServer.source.startswith("plugin:")).count()
+    brought_skills = Skill.select().where(Skill.source.startswith("plugin:")).count()
     return {
         "installed": Plugin.select().count(),
         "enabled": Plugin.select().where(Plugin.enabled == True).count(),  # noqa: E712
         "tools": brought_tools,
         "tool_groups": brought_groups,
         "mcp_servers": brought_servers,
+        "skills": brought_skills,
     }
 
 
@@ -362,12 +410,13 @@ class _Gauges:
         yield plugins
         brought = GaugeMetricFamily(
             "aether_plugin_contributions",
-            "What enabled plugins bring, by kind (tools, tool_groups, mcp_servers).",
+            "What enabled plugins bring, by kind (tools, tool_groups, mcp_servers, skills).",
             labels=["kind"],
         )
         brought.add_metric(["tools"], found["tools"])
         brought.add_metric(["tool_groups"], found["tool_groups"])
         brought.add_metric(["mcp_servers"], found["mcp_servers"])
+        brought.add_metric(["skills"], found["skills"])
         yield brought
 
 

@@ -70,6 +70,7 @@ def test_install_from_a_manifest_brings_its_tools_and_groups(client):
         "tools": ["acme-lookup"],
         "tool_groups": ["acme"],
         "mcp_servers": [],
+        "skills": [],
     }
     assert len(plugin["sha256"]) == 64
     assert response.headers["Location"] == "/api/v1/plugins/acme"
@@ -246,3 +247,47 @@ def test_an_mcp_server_it_brings_goes_through_the_outbound_policy(client):
     assert_problem(client.post(URL, json=body), 422)
     assert client.get(f"{URL}/acme").status_code == 404
     assert "acme-lookup" not in tools(client)  # nothing half-installed
+
+
+SKILL = "---\nname: acme-voice\ndescription: Write in Acme's voice.\n---\nBe brief.\n"
+
+
+def test_a_plugin_brings_skills_inline_and_as_archive_folders(client):
+    body = manifest(skills=[{"skill_md": SKILL}])
+
+    plugin = install(client, body)
+
+    assert plugin["brings"]["skills"] == ["acme-voice"]
+    skill = client.get("/api/v1/skills/acme-voice").json()
+    assert skill["source"] == "plugin:acme"
+    client.post(f"{URL}/acme/disable", headers=CONFIRM)
+    assert client.get("/api/v1/skills/acme-voice").status_code == 404
+    client.post(f"{URL}/acme/enable")
+    assert client.get("/api/v1/skills/acme-voice/export").content == SKILL.encode()
+    assert client.delete(f"{URL}/acme").status_code == 204
+
+    folder = "---\nname: acme-forms\ndescription: Fill Acme forms.\n---\nSee references.\n"
+    files = {
+        "plugin.yaml": yaml.safe_dump(manifest(tools=[], tool_groups=[])).encode(),
+        "skills/acme-forms/SKILL.md": folder.encode(),
+        "skills/acme-forms/references/fields.md": b"# Fields\n",
+        "skills/acme-forms/scripts/fill.sh": b"echo never run\n",
+    }
+    response = upload(client, archives.write_archive(files, "tar.gz"), "acme.tar.gz")
+    assert response.status_code == 201, response.text
+    assert response.json()["brings"]["skills"] == ["acme-forms"]
+    read = client.get("/api/v1/skills/acme-forms/files", params={"path": "references/fields.md"})
+    assert read.content == b"# Fields\n"
+    text = client.get("/metrics").text
+    assert 'aether_plugin_contributions{kind="skills"} 1.0' in text
+
+
+def test_a_skill_it_brings_must_be_valid_and_its_own(client):
+    bad = manifest(skills=[{"skill_md": "---\nname: Bad_Name\ndescription: x\n---\n"}])
+    response = client.post(URL, json=bad)
+    assert_problem(response, 422, "invalid_skill")
+    assert "skills[0].skill.name" in {e["field"] for e in response.json()["errors"]}
+    client.post("/api/v1/skills", json={"skill_md": SKILL})
+    assert_problem(client.post(URL, json=manifest(skills=[{"skill_md": SKILL}])), 409,
+                   "plugin_conflict")  # fmt: skip
+    assert client.get(f"{URL}/acme").status_code == 404

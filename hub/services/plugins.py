@@ -13,6 +13,7 @@ and one ``plugin.*`` event."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 from typing import Any
@@ -36,7 +37,6 @@ from hub.core.problems import Conflict, NotFound, Unprocessable, require
 from hub.events import log as events
 from hub.services import audit, mcp_servers, skills, tool_groups
 from hub.services import tools as tool_service
-from hub.services.toolkit import schema_errors
 
 MANIFEST = "plugin.yaml"
 
@@ -127,83 +127,46 @@ def _source(plugin_id: str) -> str:
 
 
 def _bring(plugin_id: str, manifest: dict) -> None:
-    """Create the rows the manifest brings (inside the caller's write transaction)."""
-    source, now = _source(plugin_id), utcnow()
+    """Create what the manifest brings through the services that own each kind (inside the
+    caller's write transaction); a name taken by something else is a conflict, a problem in
+    an item is a 422 naming it in the manifest (``tools[0].parameters``)."""
+    source = _source(plugin_id)
     for index, tool in enumerate(manifest.get("tools") or []):
-        name = tool["name"]
-        if tool_service.resolve(name) is not None:  # built-in, registered, an MCP server's
-            raise Conflict(
-                f"Plugin {plugin_id!r} brings the tool {name!r}, which exists already.",
-                code="plugin_conflict",
-            )
-        parameters = tool.get("parameters") or {"type": "object"}
-        problems = schema_errors(parameters)
-        if problems:
-            raise Unprocessable(
-                f"The tool {name!r} has parameters that are not a usable JSON Schema.",
-                code="invalid_schema",
-                errors=[{"field": f"tools[{index}].parameters", "message": m} for m in problems],
-            )
-        Tool.create(
-            name=name,
-            description=tool["description"],
-            parameters=parameters,
-            endpoint=tool["endpoint"],
-            method=tool.get("method", "POST"),
-            headers_encrypted=None,
-            header_names=[],
-            timeout_seconds=tool.get("timeout_seconds", 10.0),
-            requires_approval=tool.get("requires_approval", False),
-            source=source,
-            created_at=now,
-        )
+        _unowned(plugin_id, "tool", tool["name"], tool_service.resolve(tool["name"]))
+        with _fields_of(f"tools[{index}]"):
+            tool_service.register(tool, source=source)
     for server in manifest.get("mcp_servers") or []:
-        if db_mcp.get(server["id"]) is not None:
-            raise Conflict(
-                f"Plugin {plugin_id!r} brings the MCP server {server['id']!r}, which exists "
-                "already.",
-                code="plugin_conflict",
-            )
-        mcp_servers.register(server, source=source)
+        _unowned(plugin_id, "MCP server", server["id"], db_mcp.get(server["id"]))
+        with _fields_of("mcp_servers"):
+            mcp_servers.register(server, source=source)
     for index, body in enumerate(manifest.get("skills") or []):
-        try:
+        with _fields_of(f"skills[{index}]"):
             parsed = skills.parse_body(body)
-        except Unprocessable as exc:
-            for error in exc.errors or []:
-                error["field"] = f"skills[{index}]." + error["field"].removeprefix("body.")
-            raise
-        if db_skills.get(parsed.name) is not None:
-            raise Conflict(
-                f"Plugin {plugin_id!r} brings the skill {parsed.name!r}, which exists already.",
-                code="plugin_conflict",
-            )
+        _unowned(plugin_id, "skill", parsed.name, db_skills.get(parsed.name))
         skills.create(parsed, source=source, actor=None)
     for index, group in enumerate(manifest.get("tool_groups") or []):
-        if db_tools.get_group(group["name"]) is not None:
-            raise Conflict(
-                f"Plugin {plugin_id!r} brings the tool group {group['name']!r}, which exists "
-                "already.",
-                code="plugin_conflict",
-            )
-        unknown = [
-            {"field": f"tool_groups[{index}].tools[{position}]", "message": f"no tool {name!r}"}
-            for position, name in enumerate(group["tools"])
-            if tool_service.resolve(name) is None
-        ]
-        if unknown:
-            raise Unprocessable(
-                f"The tool group {group['name']!r} names tools that do not exist.",
-                code="unknown_tool",
-                errors=unknown,
-            )
-        ToolGroup.create(
-            name=group["name"],
-            description=group.get("description") or "",
-            tools=list(group["tools"]),
-            source=source,
-            created_at=now,
-            updated_at=now,
+        _unowned(plugin_id, "tool group", group["name"], db_tools.get_group(group["name"]))
+        with _fields_of(f"tool_groups[{index}]"):
+            tool_groups.create(group, source=source)
+
+
+def _unowned(plugin_id: str, kind: str, name: str, existing) -> None:
+    if existing is not None:
+        raise Conflict(
+            f"Plugin {plugin_id!r} brings the {kind} {name!r}, which exists already.",
+            code="plugin_conflict",
         )
+
+
+@contextlib.contextmanager
+def _fields_of(item: str):
+    """A service's 422 about its request body, named as the manifest item it came from."""
+    try:
+        yield
+    except Unprocessable as exc:
+        for error in exc.errors or []:
+            error["field"] = f"{item}." + error["field"].removeprefix("body.")
+        raise
 
 
 def _take_back(plugin_id: str) -> None:

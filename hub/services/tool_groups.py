@@ -47,7 +47,8 @@ def _check_tools(tools: list[str]) -> list[str]:
     return list(tools)
 
 
-def create(body: dict) -> ToolGroup:
+def create(body: dict, *, source: str = "api") -> ToolGroup:
+    """``source``: ``plugin:<id>`` for a group a plugin brings."""
     tools = _check_tools(body["tools"])
     now = utcnow()
     try:
@@ -56,7 +57,7 @@ def create(body: dict) -> ToolGroup:
                 name=body["name"],
                 description=body.get("description") or "",
                 tools=tools,
-                source="api",
+                source=source,
                 created_at=now,
                 updated_at=now,
             )

@@ -72,8 +72,9 @@ def listing(
     return everything[:limit], encode_cursor(everything[limit - 1].name)
 
 
-def register(body: dict) -> ToolDef:
-    """Store an HTTP tool; its headers are encrypted."""
+def register(body: dict, *, source: str = "api") -> ToolDef:
+    """Store an HTTP tool; its headers are encrypted. ``source``: ``plugin:<id>`` for one a
+    plugin brings."""
     name = body["name"]
     if name in BUILTINS:
         raise Conflict(f"{name!r} is a built-in tool.", code="tool_exists")
@@ -100,6 +101,7 @@ def register(body: dict) -> ToolDef:
                 header_names=sorted(headers),
                 timeout_seconds=body.get("timeout_seconds", 10.0),
                 requires_approval=body.get("requires_approval", False),
+                source=source,
                 created_at=utcnow(),
             )
             audit.created("tools", row.name)

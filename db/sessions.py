@@ -76,6 +76,7 @@ class Turn(BaseModel):
     approval_id = peewee.CharField(max_length=40, null=True)
     loop_state = JSONField(null=True)
     memories = JSONField(null=True)
+    skills = JSONField(null=True)  # {"offered": [...], "loaded": [...]}: hub.engine.disclosure
     trace_id = peewee.CharField(max_length=64, null=True, index=True)
     created_at = peewee.DateTimeField()
     completed_at = peewee.DateTimeField(null=True)
@@ -107,6 +108,7 @@ class Turn(BaseModel):
             "error": self.error,
             "approval_id": self.approval_id,
             "memories_used": self.memories or [],
+            "skills": self.skills or {"offered": [], "loaded": []},
             "steps": [step.to_api() for step in steps_of(self.id)],
             "trace_id": self.trace_id,
             "created_at": iso(self.created_at),

@@ -417,7 +417,10 @@ class AgentCreate(BaseModel):
         None,
         description='The tools the agent may call: built-in or registered names, and `group:<name>` for\nevery tool of a tool group.\n',
     )
-    skills: SlugList | None = None
+    skills: SlugList | None = Field(
+        None,
+        description='The skills (Agent Skills) offered to the agent: each enabled one enters its context\nas name and description only, and the model reads a skill with the `load_skill` and\n`read_skill_file` tools. Unknown and disabled skills are not offered.\n',
+    )
     capabilities: SlugList | None = None
     memory: AgentMemory | None = None
     status: AgentStatus | None = None
@@ -450,7 +453,10 @@ class AgentUpdate(BaseModel):
         None,
         description='The tools the agent may call: built-in or registered names, and `group:<name>` for\nevery tool of a tool group.\n',
     )
-    skills: SlugList | None = None
+    skills: SlugList | None = Field(
+        None,
+        description='The skills (Agent Skills) offered to the agent: each enabled one enters its context\nas name and description only, and the model reads a skill with the `load_skill` and\n`read_skill_file` tools. Unknown and disabled skills are not offered.\n',
+    )
     capabilities: SlugList | None = None
     memory: AgentMemory | None = None
     status: AgentStatus | None = None
@@ -702,6 +708,23 @@ class ContextItem(BaseModel):
     )
     role: str
     content: str
+
+
+class SkillUse(BaseModel):
+    """
+    A skill at the version an agent run used.
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: str
+    version: int = Field(..., ge=1)
+    sha256: str = Field(..., pattern='^[0-9a-f]{64}$')
+    allowed_tools: list[str] | None = Field(
+        None,
+        description="For a loaded skill whose front matter declares `allowed-tools`: those names, groups expanded. From then on the run may call only the agent's tools that one of these lists names (see docs/behaviour.md, Skills).",
+    )
 
 
 class StopResult(BaseModel):
@@ -3015,6 +3038,18 @@ class ScheduleRunList(BaseModel):
     next_cursor: NextCursor | None
 
 
+class Skills(BaseModel):
+    """
+    The agent's skills in this turn: those `offered` (only their name and description enter the context) and those the model `loaded` with the `load_skill` tool, each with the version and SHA-256 used.
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    offered: list[SkillUse]
+    loaded: list[SkillUse]
+
+
 class Turn(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -3045,6 +3080,10 @@ class Turn(BaseModel):
     memories_used: list[str] = Field(
         ...,
         description='The keys of the memories recalled into the context (agents with memory).',
+    )
+    skills: Skills = Field(
+        ...,
+        description="The agent's skills in this turn: those `offered` (only their name and description enter the context) and those the model `loaded` with the `load_skill` tool, each with the version and SHA-256 used.",
     )
     steps: list[Step] = Field(
         ..., description='Every LLM and tool call of the turn, in order.'

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from db import agents
 from db.base import new_id
 from hub.core.problems import BadRequest, Conflict, NotFound, Problem, Unprocessable, openai_error
-from hub.engine.loop import AgentLoop, LoopState, Outcome, Owner, agent_tools
+from hub.engine import disclosure
+from hub.engine.loop import AgentLoop, LoopState, Outcome, Owner, agent_toolset
 from hub.events import log as events
 from hub.llm import (
     ChatMessage,
@@ -62,6 +63,7 @@ class Call:
     own_tools: dict[str, ToolDef] = field(default_factory=dict)
     client_tools: list[ToolSpec] = field(default_factory=list)
     max_steps: int = 10
+    skills: list[disclosure.Offer] = field(default_factory=list)  # offered to the agent
     id: str = field(default_factory=lambda: new_id("chatcmpl"))
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -96,6 +98,7 @@ def prepare(body: dict) -> Call:
     max_tokens = body.get("max_tokens")
     agent = None
     own: dict[str, ToolDef] = {}
+    skills: list[disclosure.Offer] = []
     if "/" in model:
         provider, name = _resolve(model)
     elif model == openai_compat.EMBEDDING_MODEL:
@@ -109,16 +112,16 @@ def prepare(body: dict) -> Call:
         if agent.status != "active":
             raise Conflict(f"Agent {model!r} is {agent.status}.", code="agent_not_active")
         provider, name = _resolve(agent.model)
-        clash = sorted({t.name for t in client_tools} & set(tool_groups.expand(agent.tools or [])))
+        tools, skills = agent_toolset(agent)
+        theirs = set(tool_groups.expand(agent.tools or [])) | set(tools)
+        clash = sorted({t.name for t in client_tools} & theirs)
         if clash:
             raise openai_compat.invalid(
                 "tools", f"{', '.join(clash)}: the agent {model!r} has tools of that name"
             )
-        own = {
-            tool_name: tool
-            for tool_name, tool in agent_tools(agent.tools or []).items()
-            if not tool.requires_approval
-        }
+        own = {name: tool for name, tool in tools.items() if not tool.requires_approval}
+        if skills:
+            messages.insert(0, ChatMessage(role="system", content=disclosure.context_text(skills)))
         if agent.system_prompt:
             messages.insert(0, ChatMessage(role="system", content=agent.system_prompt))
         temperature = agent.temperature if temperature is None else temperature
@@ -153,6 +156,7 @@ def prepare(body: dict) -> Call:
         own_tools=own,
         client_tools=client_tools,
         max_steps=agent.max_steps if agent else 1,
+        skills=skills,
     )
 
 
@@ -212,6 +216,7 @@ async def _loop_events(call: Call) -> AsyncIterator[StreamEvent]:
         emit=emit,
         client_tools=call.client_tools,
         options=options,
+        skills=call.skills,
     )
 
     async def run() -> None:

@@ -33,6 +33,7 @@ from db import approvals as db_approvals
 from db.base import after_commit, in_write_transaction, utcnow, write_transaction
 from db.tasks import Step, next_step_index
 from hub.core.aio import until_stopped
+from hub.engine import disclosure
 from hub.llm import (
     ChatMessage,
     CompletionRequest,
@@ -86,6 +87,7 @@ class LoopState:
     model_calls: int = 0
     pending_calls: list[dict] = field(default_factory=list)
     text: str = ""  # every piece of text the model produced so far, as streamed
+    skills: list[dict] = field(default_factory=list)  # loaded: hub.engine.disclosure
 
     def to_json(self) -> dict:
         return {
@@ -93,6 +95,7 @@ class LoopState:
             "model_calls": self.model_calls,
             "pending_calls": self.pending_calls,
             "text": self.text,
+            "skills": self.skills,
         }
 
     @classmethod
@@ -102,6 +105,7 @@ class LoopState:
             model_calls=data.get("model_calls", 0),
             pending_calls=data.get("pending_calls", []),
             text=data.get("text", ""),
+            skills=data.get("skills", []),
         )
 
     @classmethod
@@ -185,14 +189,18 @@ class AgentLoop:
         should_stop: Callable[[], Awaitable[bool]] | None = None,
         client_tools: list[ToolSpec] | None = None,
         options: dict[str, Any] | None = None,
+        skills: list[disclosure.Offer] | None = None,
     ) -> None:
         """``options`` are more :class:`CompletionRequest` fields for every model call, but
         a ``tool_choice`` that forces a call (``required``, a named function) applies to the
-        first model call of a run only, so the loop cannot call tools forever."""
+        first model call of a run only, so the loop cannot call tools forever. ``skills`` are
+        the skills offered (``tools`` then holds their ``load_skill`` and ``read_skill_file``).
+        """
         self.owner = owner
         self.provider = provider
         self.model = model
         self.tools = tools
+        self.skills = {offer.name: offer for offer in skills or []}
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.client_tools = list(client_tools or [])
@@ -264,7 +272,7 @@ class AgentLoop:
                     return self._outcome("stopped", loop_state, "stopped")
                 raw = loop_state.pending_calls[0]
                 call = ToolCall(raw["id"], raw["name"], raw["arguments"])
-                answer = await self._tool(call)
+                answer = await self._tool(call, loop_state)
                 if answer is None:  # waits for a person
                     return self._outcome("paused", loop_state, "approval_required")
                 loop_state.messages.append(
@@ -317,7 +325,8 @@ class AgentLoop:
     # --- one model call ------------------------------------------------------------------
 
     async def _model(self, loop_state: LoopState) -> tuple[str, list[ToolCall], str]:
-        offered = [ToolSpec(t.name, t.description, t.parameters) for t in self.tools.values()]
+        tools = disclosure.narrowed(self.tools, loop_state.skills)
+        offered = [ToolSpec(t.name, t.description, t.parameters) for t in tools.values()]
         offered += self.client_tools
         options = dict(self.options)
         if self._model_calls and options.get("tool_choice") not in (None, "auto", "none"):
@@ -342,6 +351,10 @@ class AgentLoop:
             "input": {"messages": len(request.messages), "tools": [t.name for t in offered]},
             "started_at": started_at,
         }
+        if self.skills:
+            step["input"]["skills"] = [
+                {"name": o.name, "version": o.version} for o in self.skills.values()
+            ]
         try:
             async for event in until_stopped(self.provider.stream(request), self.stop):
                 if isinstance(event, TokenDelta):
@@ -402,7 +415,7 @@ class AgentLoop:
 
     # --- one tool call -------------------------------------------------------------------
 
-    async def _tool(self, call: ToolCall) -> str | None:
+    async def _tool(self, call: ToolCall, loop_state: LoopState) -> str | None:
         """The tool's answer as the model will read it, or ``None`` when a person must
         decide first: ``self._ask`` then describes the approval to create (the owner stores
         it with the paused state, in one transaction), or ``self._approval`` is the one
@@ -413,7 +426,7 @@ class AgentLoop:
                 "call": {"id": call.id, "name": call.name, "arguments": call.arguments},
             }
         )
-        tool = self.tools.get(call.name)
+        tool = disclosure.narrowed(self.tools, loop_state.skills).get(call.name)
         approval = None
         if tool is not None and tool.requires_approval:
             approval = await asyncio.to_thread(db_approvals.for_call, self.owner.id, call.id)
@@ -433,12 +446,11 @@ class AgentLoop:
         started_at, started = utcnow(), time.perf_counter()
         await asyncio.to_thread(self.flush)
         if tool is None:
-            status, result, error, execution = (
-                "error",
-                None,
-                f"no tool named {call.name!r} is available to this agent",
-                None,
-            )
+            error = f"no tool named {call.name!r} is available to this agent"
+            if call.name in self.tools:
+                named = ", ".join(e["name"] for e in loop_state.skills if "allowed_tools" in e)
+                error = f"{call.name!r} is outside the allowed-tools of the loaded skills ({named})"
+            status, result, execution = "error", None, None
         elif approval is not None and approval.status != "approved":
             reason = (
                 "denied by an operator" if approval.status == "denied" else "not approved in time"
@@ -462,6 +474,8 @@ class AgentLoop:
                 tool, call.arguments, self.owner.call, approval_id=approval.id if approval else None
             )
             status, result, error = execution.status, execution.result, execution.error
+            if status == "ok" and call.name == disclosure.LOAD:
+                await self._loaded(result, loop_state)
         self._step(
             kind="tool",
             name=call.name,
@@ -481,6 +495,12 @@ class AgentLoop:
             return json.dumps(result)
         return json.dumps({"error": error, "status": status})
 
+    async def _loaded(self, result: dict, loop_state: LoopState) -> None:
+        """Record a skill ``load_skill`` answered: from now its allowed-tools apply."""
+        offer = self.skills.get(result["name"])
+        if offer is not None and all(e["name"] != offer.name for e in loop_state.skills):
+            loop_state.skills.append(await asyncio.to_thread(disclosure.loaded_entry, offer))
+
 
 def _last_text(loop_state: LoopState) -> str:
     for message in reversed(loop_state.messages):
@@ -491,6 +511,18 @@ def _last_text(loop_state: LoopState) -> str:
 
 def _ms(start: float, end: float | None) -> float | None:
     return None if end is None else round((end - start) * 1000, 3)
+
+
+def agent_toolset(
+    agent, offered: list[disclosure.Offer] | None = None
+) -> tuple[dict[str, ToolDef], list[disclosure.Offer]]:
+    """What a run of ``agent`` may use: its tools, and the skills it is offered (``offered``
+    when already read) with the two tools that read them (reads the database: a worker
+    thread)."""
+    tools = agent_tools(agent.tools) if agent.tools else {}
+    if offered is None:
+        offered = disclosure.offers(agent.skills or [])
+    return {**tools, **disclosure.tools_for(offered)}, offered
 
 
 def agent_tools(names: list[str]) -> dict[str, ToolDef]:

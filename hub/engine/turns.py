@@ -30,7 +30,8 @@ from hub.core.problems import (
     Unprocessable,
     require,
 )
-from hub.engine.loop import AgentLoop, LoopState, Outcome, Owner, agent_tools
+from hub.engine import disclosure
+from hub.engine.loop import AgentLoop, LoopState, Outcome, Owner, agent_toolset
 from hub.events import log as events
 from hub.llm import (
     ChatMessage,
@@ -63,14 +64,19 @@ class Plan:
     loop_state: LoopState | None = None  # set when a paused turn resumes
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     trace_id: str | None = None
+    skills: list[disclosure.Offer] = field(default_factory=list)  # offered to this run
 
 
 # --- planning (database, in a worker thread) ---------------------------------------------
 
 
-def _context(agent: agents.Agent, history: list[Message], user_text: str) -> list[ChatMessage]:
-    """System prompt, as much recent history as fits the budget, then the user message."""
+def _context(
+    agent: agents.Agent, history: list[Message], user_text: str, skills_text: str | None = None
+) -> list[ChatMessage]:
+    """System prompt, the skills offered, as much recent history as fits the budget, then the
+    user message."""
     budget = CONTEXT_TOKEN_BUDGET - count_tokens(agent.system_prompt) - count_tokens(user_text)
+    budget -= count_tokens(skills_text)
     kept: list[ChatMessage] = []
     for message in reversed(history):
         cost = count_tokens(message.content)
@@ -82,6 +88,8 @@ def _context(agent: agents.Agent, history: list[Message], user_text: str) -> lis
     system = (
         [ChatMessage(role="system", content=agent.system_prompt)] if agent.system_prompt else []
     )
+    if skills_text:
+        system.append(ChatMessage(role="system", content=skills_text))
     return [*system, *kept, ChatMessage(role="user", content=user_text)]
 
 
@@ -138,7 +146,13 @@ def plan_turn(
             session.message_count += 1
         else:
             user = Message.get_by_id(user_message_id)
-        context = _context(agent, sessions.history(session.id, before=user.id), user.content)
+        offered = disclosure.offers(agent.skills or [])
+        context = _context(
+            agent,
+            sessions.history(session.id, before=user.id),
+            user.content,
+            disclosure.context_text(offered) if offered else None,
+        )
         recalled = memory.recall(
             agent,
             user.content,
@@ -146,7 +160,7 @@ def plan_turn(
             project_id=(session.metadata or {}).get("project_id"),
         )
         if recalled:
-            at = 1 if agent.system_prompt else 0
+            at = (1 if agent.system_prompt else 0) + (1 if offered else 0)
             context.insert(at, ChatMessage(role="system", content=memory.recall_text(recalled)))
         turn_id = new_id("trn")
         trace_id = events.new_trace_id()
@@ -172,6 +186,7 @@ def plan_turn(
             instance_id=generations.current().instance_id,
             context=[{"role": m.role, "content": m.content or ""} for m in context],
             memories=[m.key for m in recalled],
+            skills={"offered": [o.ref() for o in offered], "loaded": []},
             trace_id=trace_id,
             created_at=now,
         )
@@ -184,11 +199,11 @@ def plan_turn(
         temperature=agent.temperature,
         max_tokens=agent.max_tokens,
     )
-    tools = agent_tools(agent.tools) if agent.tools else {}
+    tools, _ = agent_toolset(agent, offered)
     plan = Plan(
         session.id, agent.id, turn_id, assistant.id, provider, request, tools, agent.max_steps
     )
-    plan.trace_id = trace_id
+    plan.trace_id, plan.skills = trace_id, offered
     generations.current().claim(plan)
     return plan
 
@@ -230,6 +245,7 @@ async def generate(plan: Plan, sink: Sink | None = None) -> tuple[Message, Turn]
         max_tokens=plan.request.max_tokens,
         emit=emit,
         stop=plan.stop,
+        skills=plan.skills,
     )
     loop_state = plan.loop_state or LoopState.start(plan.request.messages)
     outcome = None
@@ -303,11 +319,22 @@ def _finish(plan: Plan, outcome: Outcome, timings, loop: AgentLoop):
             turn.finish_reason = outcome.finish_reason or "stop"
             turn.loop_state = None
             turn.completed_at = utcnow()
+        turn.skills = _skills_record(turn.skills, plan.skills, outcome.state.skills)
         turn.save()
         if not paused:
             _turn_event(turn)
         loop.write_pending()
     return message, turn, approval
+
+
+def _skills_record(stored: dict | None, offered: list, loaded: list[dict]) -> dict:
+    """The turn's ``skills``: every skill version offered to any part of it (a resumed turn
+    is offered what is current when it resumes), and what the model loaded."""
+    record = {"offered": list((stored or {}).get("offered", [])), "loaded": loaded}
+    for offer in offered:
+        if offer.ref() not in record["offered"]:
+            record["offered"].append(offer.ref())
+    return record
 
 
 def _turn_event(turn: Turn) -> None:
@@ -377,7 +404,7 @@ def _plan_resume(turn_id: str) -> Plan | None:
     request = CompletionRequest(
         model=model, messages=[], temperature=agent.temperature, max_tokens=agent.max_tokens
     )
-    tools = agent_tools(agent.tools) if agent.tools else {}
+    tools, offered = agent_toolset(agent)
     plan = Plan(
         turn.session_id,
         agent.id,
@@ -389,7 +416,7 @@ def _plan_resume(turn_id: str) -> Plan | None:
         agent.max_steps,
         loop_state,
     )
-    plan.trace_id = turn.trace_id
+    plan.trace_id, plan.skills = turn.trace_id, offered
     generations.current().claim(plan)
     return plan
 

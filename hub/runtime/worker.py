@@ -31,21 +31,25 @@ from db.base import DatabaseUnavailable, write_transaction
 from db.tasks import Task
 from hub.core.aio import cancel_and_wait
 from hub.core.problems import NotFound, Problem
-from hub.engine import turns
-from hub.engine.loop import AgentLoop, LoopState, Owner, agent_tools
+from hub.engine import disclosure, turns
+from hub.engine.loop import AgentLoop, LoopState, Owner, agent_toolset
 from hub.llm import ChatMessage
 from hub.services import approvals, memory, providers, tasks
 
 log = logging.getLogger("aether.worker")
 
 
-def task_messages(agent: agents.Agent, task: Task) -> list[ChatMessage]:
-    """The conversation a task starts from: the agent's prompt, the memories it recalls for
-    the task (agents with memory), the task and its context."""
+def task_messages(
+    agent: agents.Agent, task: Task, offered: list[disclosure.Offer] = ()
+) -> list[ChatMessage]:
+    """The conversation a task starts from: the agent's prompt, the skills it is offered,
+    the memories it recalls for the task (agents with memory), the task and its context."""
     text = task.description
     if task.context:
         text += "\n\nContext:\n" + json.dumps(task.context, indent=2, sort_keys=True)
     system = [ChatMessage("system", agent.system_prompt)] if agent.system_prompt else []
+    if offered:
+        system.append(ChatMessage("system", disclosure.context_text(offered)))
     project = task.context.get("project_id") if isinstance(task.context, dict) else None
     recalled = memory.recall(agent, task.description, project_id=project)
     if recalled:
@@ -222,11 +226,11 @@ class WorkerPool:
             detail = f"Agent {agent.id!r} uses {agent.model!r}, whose provider is not configured."
             await self._fail(task, "provider_not_configured", detail)
             return
-        tools = await asyncio.to_thread(agent_tools, agent.tools)
+        tools, offered = await asyncio.to_thread(agent_toolset, agent)
         if task.loop_state:
             loop_state = LoopState.from_json(task.loop_state)
         else:
-            messages = await asyncio.to_thread(task_messages, agent, task)
+            messages = await asyncio.to_thread(task_messages, agent, task, offered)
             loop_state = LoopState.start(messages)
 
         async def cancel_asked() -> bool:
@@ -241,6 +245,7 @@ class WorkerPool:
             max_tokens=agent.max_tokens,
             stop=stop,
             should_stop=cancel_asked if tools else None,
+            skills=offered,
         )
         try:
             async with asyncio.timeout(task.timeout_seconds):

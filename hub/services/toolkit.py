@@ -247,6 +247,10 @@ async def _in_thread(function, *args, **kw):
     return await asyncio.to_thread(function, *args, **kw)
 
 
+# Names of the tools that read an agent's skills (hub.engine.disclosure makes them per run):
+# never a registered tool's.
+SKILL_TOOLS = ("load_skill", "read_skill_file")
+
 CREATE_TASK_FIELDS = ("description", "agent_id", "capability", "priority", "context")
 _SLUG = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"}
 

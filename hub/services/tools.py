@@ -19,6 +19,7 @@ from hub.events import log as events
 from hub.services import audit, mcp_servers
 from hub.services.toolkit import (
     BUILTINS,
+    SKILL_TOOLS,
     Call,
     ToolDef,
     ToolFailed,
@@ -76,7 +77,7 @@ def register(body: dict, *, source: str = "api") -> ToolDef:
     """Store an HTTP tool; its headers are encrypted. ``source``: ``plugin:<id>`` for one a
     plugin brings."""
     name = body["name"]
-    if name in BUILTINS:
+    if name in BUILTINS or name in SKILL_TOOLS:
         raise Conflict(f"{name!r} is a built-in tool.", code="tool_exists")
     if mcp_servers.tool(name) is not None:
         raise Conflict(f"{name!r} is an MCP server's tool.", code="tool_exists")

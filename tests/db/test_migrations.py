@@ -112,6 +112,7 @@ def test_migrations_apply_once(fresh_db):
         "0013_mcp_servers",
         "0014_plugins",
         "0015_mcp_server_source",
+        "0016_turn_skills",
     ]
     assert db_base.migrate() == names
     assert db_base.migrate() == []

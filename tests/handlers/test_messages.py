@@ -69,6 +69,7 @@ def test_send_answers_the_reply_and_its_turn(client, clock):
             "error": None,
             "approval_id": None,
             "memories_used": [],
+            "skills": {"offered": [], "loaded": []},
             "trace_id": TRACE_ID,
             "steps": [
                 {

@@ -56,6 +56,7 @@ def test_get_answers_the_whole_turn(client, clock):
         "error": None,
         "approval_id": None,
         "memories_used": [],
+        "skills": {"offered": [], "loaded": []},
         "trace_id": TRACE_ID,
         "steps": [
             {

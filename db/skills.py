@@ -63,6 +63,9 @@ class SkillVersion(BaseModel):
     source = peewee.CharField(max_length=80)
     created_at = peewee.DateTimeField()
     created_by = peewee.CharField(max_length=40, null=True)
+    # the archive it was imported from, kept whole when the import kept every file of it
+    archive_kind = peewee.CharField(max_length=8, null=True)
+    archive = peewee.BlobField(null=True)
 
     class Meta:
         table_name = "skill_version"
@@ -118,16 +121,37 @@ def listing(*, q: str | None = None, tag: str | None = None) -> peewee.Select:
     return query
 
 
+def _version_columns() -> list:
+    """Every column but the archive's bytes (read on their own: :func:`archive_of`)."""
+    return [f for f in SkillVersion._meta.sorted_fields if f.name != "archive"]
+
+
 def versions(name: str) -> peewee.Select:
-    return SkillVersion.select().where(SkillVersion.skill == name)
+    return SkillVersion.select(*_version_columns()).where(SkillVersion.skill == name)
 
 
 def version(name: str, number: int) -> SkillVersion | None:
     return (
-        SkillVersion.select()
+        SkillVersion.select(*_version_columns())
         .where((SkillVersion.skill == name) & (SkillVersion.number == number))
         .first()
     )
+
+
+def version_by_id(version_id: int) -> SkillVersion | None:
+    return SkillVersion.select(*_version_columns()).where(SkillVersion.id == version_id).first()
+
+
+def archive_of(version_id: int) -> tuple[str, bytes] | None:
+    """``(kind, bytes)`` of the archive the version was imported from, when kept."""
+    row = (
+        SkillVersion.select(SkillVersion.archive_kind, SkillVersion.archive)
+        .where(SkillVersion.id == version_id)
+        .first()
+    )
+    if row is None or row.archive_kind is None:
+        return None
+    return row.archive_kind, bytes(row.archive)
 
 
 def files(version_id: int) -> list[SkillFile]:
@@ -145,7 +169,9 @@ def file(version_id: int, path: str) -> SkillFile | None:
 
 
 def all_versions() -> peewee.Select:
-    return SkillVersion.select().order_by(SkillVersion.skill, SkillVersion.number)
+    return SkillVersion.select(*_version_columns()).order_by(
+        SkillVersion.skill, SkillVersion.number
+    )
 
 
 def enabled(names: list[str]) -> list[Skill]:

@@ -133,10 +133,22 @@ def check_skill_integrity():
     return skills.integrity(), 200
 
 
-def export_skill(skill_id, version=None):
-    """The skill's SKILL.md."""
-    found = db_skills.file(_version(skill_id, version).id, agent_skills.SKILL_MD)
-    return Response(found.data, media_type=MARKDOWN)
+ARCHIVE_MEDIA = {"tar.gz": "application/gzip", "zip": "application/zip"}
+
+
+def export_skill(skill_id, version=None, format="skill_md"):
+    """The skill's SKILL.md, or its whole folder as an archive."""
+    found = _version(skill_id, version)
+    if format == "skill_md":
+        skill_md = db_skills.file(found.id, agent_skills.SKILL_MD)
+        return Response(skill_md.data, media_type=MARKDOWN)
+    data = skills.export_archive(found, format)
+    filename = f"{skill_id}-v{found.number}.{format}"
+    return Response(
+        data,
+        media_type=ARCHIVE_MEDIA[format],
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 def get_skill_file(skill_id, path, version=None):

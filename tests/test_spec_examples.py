@@ -38,7 +38,15 @@ from referencing.jsonschema import DRAFT4
 from hub.core import spec
 
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
-BINARY = ("application/octet-stream", "multipart/", "image/", "audio/", "video/")
+BINARY = (
+    "application/octet-stream",
+    "application/gzip",
+    "application/zip",
+    "multipart/",
+    "image/",
+    "audio/",
+    "video/",
+)
 DOCUMENT = "urn:aether:openapi"  # the contract's URI for ``$ref`` resolution
 # Bodies that have no example yet, each with its reason. An entry that gets its example must
 # leave this list (the test says so).

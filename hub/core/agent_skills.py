@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -38,6 +38,9 @@ class Parsed:
     body: str
     tags: list[str]
     files: dict[str, bytes] = field(default_factory=dict)  # SKILL.md included
+    # (kind, bytes) of the archive it was imported from, when every file of it was kept:
+    # exported in that kind, the version answers those very bytes
+    archive: tuple[str, bytes] | None = field(default=None, compare=False, repr=False)
 
     @property
     def sha256(self) -> str:
@@ -260,4 +263,7 @@ def from_archive(data: bytes, filename: str | None, content_type: str | None, li
         for path, content in entries.items()
         if path.startswith(prefix) and path[len(prefix) :].split("/", 1)[0] in FOLDERS
     }
-    return parse(entries[prefix + SKILL_MD], files, folder=folder)
+    parsed = parse(entries[prefix + SKILL_MD], files, folder=folder)
+    if len(files) + 1 == len(entries):  # nothing dropped: the upload is this folder exactly
+        parsed = replace(parsed, archive=(kind, data))
+    return parsed

@@ -206,7 +206,7 @@ def _text(part: bytes, *, cut: bool) -> str | None:
 
 
 def _version_and_files(offer: Offer):
-    version = db_skills.SkillVersion.get_or_none(db_skills.SkillVersion.id == offer.version_id)
+    version = db_skills.version_by_id(offer.version_id)
     if version is None:
         raise ToolFailed(f"skill {offer.name!r} version {offer.version} was deleted")
     return version, db_skills.files(offer.version_id)

@@ -17,7 +17,7 @@ import peewee
 from db import skills as db_skills
 from db.base import utcnow, write_transaction
 from db.skills import Skill, SkillFile, SkillVersion
-from hub.core import agent_skills
+from hub.core import agent_skills, archives
 from hub.core.agent_skills import Parsed
 from hub.core.problems import Conflict, Unprocessable, require
 from hub.events import log as events
@@ -119,7 +119,20 @@ def rollback(name: str, number: int, *, actor: str | None) -> Skill:
 def stored(version: SkillVersion) -> Parsed:
     files = {f.path: f.data for f in db_skills.files(version.id)}
     front = version.front_matter
-    return Parsed(front["name"], front, version.body, agent_skills.tags_of(front), files)
+    archive = db_skills.archive_of(version.id)
+    tags = agent_skills.tags_of(front)
+    return Parsed(front["name"], front, version.body, tags, files, archive)
+
+
+def export_archive(version: SkillVersion, kind: str) -> bytes:
+    """The version's folder as a ``tar.gz`` or ``zip``: the very archive it was imported
+    from when that is of ``kind`` and kept whole, else one written deterministically with one
+    top folder named after the skill."""
+    kept = db_skills.archive_of(version.id)
+    if kept is not None and kept[0] == kind:
+        return kept[1]
+    files = {f"{version.skill}/{f.path}": f.data for f in db_skills.files(version.id)}
+    return archives.write_archive(files, kind)
 
 
 # --- reload ---------------------------------------------------------------------------------
@@ -258,6 +271,8 @@ def _store(parsed: Parsed, name: str, number: int, *, source: str, actor: str | 
         source=source,
         created_at=utcnow(),
         created_by=actor,
+        archive_kind=parsed.archive[0] if parsed.archive else None,
+        archive=parsed.archive[1] if parsed.archive else None,
     )
     SkillFile.insert_many(
         [

@@ -113,6 +113,7 @@ def test_migrations_apply_once(fresh_db):
         "0014_plugins",
         "0015_mcp_server_source",
         "0016_turn_skills",
+        "0017_skill_archive",
     ]
     assert db_base.migrate() == names
     assert db_base.migrate() == []

@@ -321,3 +321,21 @@ def test_the_skill_tools_names_are_reserved(client):
     for name in ("load_skill", "read_skill_file"):
         body = {"name": name, "description": "Mine.", "endpoint": "https://example.com/hook"}
         assert_problem(client.post("/api/v1/tools", json=body), 409, "tool_exists")
+
+
+def test_a_plugins_skill_is_offered_while_the_plugin_is_enabled(client):
+    skill_md = "---\nname: acme-voice\ndescription: Write in Acme's voice.\n---\nBe brief.\n"
+    plugin = {"name": "acme", "version": "1.0.0", "description": "Acme.", "skills": [
+        {"skill_md": skill_md}]}  # fmt: skip
+    assert client.post("/api/v1/plugins", json=plugin).status_code == 201
+    agent = make_agent(client, model="builtin/scripted", skills=["acme-voice"])
+    load = script(tool_call("load_skill", name="acme-voice"), "/reply ok")
+
+    enabled = chat(client, agent, load)
+    client.post("/api/v1/plugins/acme/disable", headers={"X-Confirm": "yes"})
+    disabled = chat(client, agent, load)
+
+    assert [s["name"] for s in enabled["skills"]["loaded"]] == ["acme-voice"]
+    assert tool_steps(enabled)[0]["output"]["instructions"] == "Be brief.\n"
+    assert disabled["skills"] == {"offered": [], "loaded": []}
+    assert tool_steps(disabled)[0]["status"] == "error"

@@ -463,6 +463,114 @@ def test_import_a_skill_folder_as_an_archive(client, kind):
     assert response.json()["sha256"] == agent_skills.digest(expected)
 
 
+def archive_made_by_hand(kind: str, files: dict[str, bytes]) -> bytes:
+    """An archive as a person's tools make it: directory entries, real times, default modes."""
+    import io
+    import tarfile
+    import time
+    import zipfile
+
+    buffer = io.BytesIO()
+    dirs = sorted({p.rsplit("/", 1)[0] for p in files if "/" in p})
+    if kind == "zip":
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zipped:
+            for folder in dirs:
+                zipped.writestr(folder + "/", b"")
+            for path, content in files.items():
+                zipped.writestr(path, content)
+    else:
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for folder in dirs:
+                info = tarfile.TarInfo(folder)
+                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, time.time()
+                tar.addfile(info)
+            for path, content in files.items():
+                info = tarfile.TarInfo(path)
+                info.size, info.mtime, info.uname = len(content), time.time(), "someone"
+                tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+FOLDER = {
+    "pdf-tools/SKILL.md": skill_md("pdf-tools", "Work with PDF files.").encode(),
+    "pdf-tools/references/forms.md": b"# Forms\n",
+    "pdf-tools/assets/logo.bin": bytes(range(256)),
+}
+
+
+def read_back(kind: str, data: bytes) -> dict[str, bytes]:
+    from hub.core import archives
+
+    return archives.read_archive(data, kind, max_total=10**6)
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_an_imported_folder_exports_as_the_very_archive_uploaded(client, kind):
+    uploaded = archive_made_by_hand(kind, FOLDER)
+    assert upload(client, uploaded, f"pdf-tools.{kind}").status_code == 201
+
+    exported = client.get(f"{URL}/pdf-tools/export", params={"format": kind})
+
+    assert exported.status_code == 200, exported.text
+    assert exported.content == uploaded  # byte for byte
+    assert exported.headers["content-type"] == {"tar.gz": "application/gzip",
+                                                "zip": "application/zip"}[kind]  # fmt: skip
+    assert exported.headers["content-disposition"] == (
+        f'attachment; filename="pdf-tools-v1.{kind}"'
+    )
+    other = "zip" if kind == "tar.gz" else "tar.gz"
+    converted = client.get(f"{URL}/pdf-tools/export", params={"format": other})
+    assert read_back(other, converted.content) == FOLDER  # the same folder, written by the hub
+    again = upload(client, converted.content, f"pdf-tools.{other}")
+    assert again.status_code == 200 and again.json()["version"] == 1  # nothing changed
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_an_export_is_deterministic_and_imports_back_unchanged(client, kind):
+    files = {"references/style.md": b64(STYLE), "assets/logo.bin": b64(LOGO)}
+    skill = make_skill(client, files=files)
+
+    first = client.get(f"{URL}/release-notes/export", params={"format": kind})
+    second = client.get(f"{URL}/release-notes/export", params={"format": kind})
+
+    assert first.status_code == 200, first.text
+    assert first.content == second.content
+    assert read_back(kind, first.content) == {
+        "release-notes/SKILL.md": NOTES_MD.encode(),
+        "release-notes/assets/logo.bin": LOGO,
+        "release-notes/references/style.md": STYLE,
+    }
+    back = upload(client, first.content, f"release-notes.{kind}")
+    assert back.status_code == 200, back.text
+    assert (back.json()["version"], back.json()["sha256"]) == (1, skill["sha256"])
+
+
+def test_an_archive_whose_files_were_not_all_kept_exports_what_was_kept(client):
+    uploaded = archive_made_by_hand("zip", {**FOLDER, "pdf-tools/notes.txt": b"dropped\n"})
+    assert upload(client, uploaded, "pdf-tools.zip").status_code == 201
+
+    exported = client.get(f"{URL}/pdf-tools/export", params={"format": "zip"})
+
+    assert exported.content != uploaded
+    assert read_back("zip", exported.content) == FOLDER
+
+
+def test_an_older_version_exports_as_it_was(client):
+    make_skill(client, skill_md(body="First.\n"))
+    client.put(f"{URL}/release-notes", json={"skill_md": skill_md(body="Second.\n"), "files": {}})
+
+    old = client.get(f"{URL}/release-notes/export", params={"format": "zip", "version": 1})
+
+    assert old.headers["content-disposition"] == 'attachment; filename="release-notes-v1.zip"'
+    assert read_back("zip", old.content) == {
+        "release-notes/SKILL.md": skill_md(body="First.\n").encode()
+    }
+    bad = client.get(f"{URL}/release-notes/export", params={"format": "rar"})
+    assert_problem(bad, 400, "validation_error")
+    missing = client.get(f"{URL}/release-notes/export", params={"format": "zip", "version": 9})
+    assert_problem(missing, 404, "skill_version_not_found")
+
+
 def test_an_archive_at_its_root_works_too_and_its_folder_must_match(client):
     from hub.core import archives
 

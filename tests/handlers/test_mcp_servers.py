@@ -278,6 +278,7 @@ def test_discover_of_an_unreachable_server_is_a_502_and_recorded(client):
 # --- calls -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # waits out a timeout or a dying server's process
 @pytest.mark.parametrize("era", ["stateless", "legacy"])
 def test_calls_through_execute(client, era, request):
     url = request.getfixturevalue(era)
@@ -334,6 +335,7 @@ def test_headers_reach_the_server(client, stateless):
     }
 
 
+@pytest.mark.slow  # waits out a timeout or a dying server's process
 def test_a_server_killed_mid_call_is_a_tool_error(client):
     with mcp_process("stateless") as (url, process):
         discovered(client, url, timeout_seconds=20)
@@ -346,6 +348,7 @@ def test_a_server_killed_mid_call_is_a_tool_error(client):
     assert execution["duration_ms"] < 15_000
 
 
+@pytest.mark.slow  # waits out a timeout or a dying server's process
 def test_the_breaker_opens_after_repeated_failures(client):
     with mcp_process("stateless") as (url, _process):
         discovered(client, url)
@@ -468,6 +471,7 @@ def test_a_call_after_the_ttl_re_reads_the_listing(client, stateless, clock):
     assert types == ["mcp_server.created", "mcp_server.discovered", "mcp_server.discovered"]
 
 
+@pytest.mark.slow  # waits out a timeout or a dying server's process
 def test_a_hanging_call_does_not_hold_up_shutdown(app, keyring, stateless):
     from starlette.testclient import TestClient
 
@@ -501,6 +505,7 @@ def test_a_successful_discovery_closes_the_breaker(client, stateless):
     assert execute(client, "files__add", {"a": 1, "b": 1})["result"] == {"result": 2}
 
 
+@pytest.mark.slow  # waits out a timeout or a dying server's process
 def test_an_agent_loop_goes_on_when_the_server_dies_mid_call(client):
     with mcp_process("legacy") as (url, process):
         discovered(client, url, timeout_seconds=20)

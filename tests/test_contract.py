@@ -24,6 +24,9 @@ the SQLite hub only. Hypothesis keeps no example database here (``database=None`
 Check configuration (the only deviations from schemathesis' defaults, each with its reason):
 - ``missing_required_header`` also accepts 428: the contract answers a missing ``X-Confirm``
   on a destructive operation with 428 ``confirmation_required`` (api-outline, confirmation).
+- ``negative_data_rejection`` also accepts 413: a generated invalid body over
+  ``AETHER_BODY_LIMIT`` is refused for its size before its shape is read (schemathesis found
+  a 17 MB one on ``/v1/chat/completions``), which is a rejection all the same.
 - ``positive_data_acceptance`` also accepts 412: a schema-valid ``If-Match`` that is not the
   resource's current ETag is a precondition failure, by definition of ``If-Match``.
 - ... and 422: a schema-valid body can still name what does not exist or cannot be used — an
@@ -151,6 +154,9 @@ schema.app = bound
 schema.config.update(base_url="http://testserver")
 schema.config.checks.missing_required_header.expected_statuses = [
     "400", "401", "403", "406", "415", "422", "428",
+]  # fmt: skip
+schema.config.checks.negative_data_rejection.expected_statuses = [
+    "400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx",
 ]  # fmt: skip
 schema.config.checks.positive_data_acceptance.expected_statuses = [
     "2xx", "3xx", "401", "403", "404", "409", "412", "422", "429",

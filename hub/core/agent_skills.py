@@ -27,6 +27,9 @@ NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")  # no leading, trailing or double
 RESERVED = frozenset({"import", "integrity", "reload"})  # paths under /api/v1/skills/
 _FENCE = re.compile(r"^---[ \t]*\r?$", re.MULTILINE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+# allowed-tools is space-separated, but a tool pattern such as ``Bash(git log:*)`` keeps the
+# spaces inside its parentheses
+_TOOL_TOKEN = re.compile(r"[^\s(]+(?:\([^)]*\))?|\S+")
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,7 @@ def _front_matter(front: dict, errors: list) -> dict:
     tools = front.get("allowed-tools")
     if tools is not None:
         if isinstance(tools, str):
-            out["allowed_tools"] = tools.split()
+            out["allowed_tools"] = _TOOL_TOKEN.findall(tools)
         elif isinstance(tools, list) and all(isinstance(t, str) and t.strip() for t in tools):
             out["allowed_tools"] = [t.strip() for t in tools]
         else:

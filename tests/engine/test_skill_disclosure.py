@@ -173,7 +173,7 @@ def test_the_version_offered_is_the_version_loaded_and_recorded(client, skills):
     assert load["output"]["version"] == 2
     assert "Sort the changes" in load["output"]["instructions"]
     assert turn["skills"]["loaded"] == [
-        {**ref(put.json()), "allowed_tools": ["current_time", "Bash(git", "log:*)"]}
+        {**ref(put.json()), "allowed_tools": ["current_time", "Bash(git log:*)"]}
     ]
 
 

@@ -17,7 +17,7 @@ class Skill(BaseModel):
     description = peewee.TextField()
     tags = JSONField(default=list)
     enabled = peewee.BooleanField(default=True)
-    source = peewee.CharField(max_length=80)  # api, dir, import (later: plugin:<id>)
+    source = peewee.CharField(max_length=80)  # api, dir, import or plugin:<id>
     current = peewee.IntegerField()
     sha256 = peewee.CharField(max_length=64)
     revision = peewee.IntegerField(default=1)

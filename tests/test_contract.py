@@ -303,8 +303,8 @@ def _check_openai_refusal(case, response) -> None:
 
 
 @schema.parametrize()
-# 20 generated cases per operation and mode (plus the examples and coverage phases): with 167
-# operations on two backends this is half of `make test`'s time; 30 put it over 8 minutes.
+# 20 generated cases per operation and mode, besides the examples and coverage phases (which
+# take most of this run's time: docs/architecture.md, 2026-12-04); it was 30.
 @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_every_operation_conforms(case, contract_hub, postgresql_hub):
     _adjust(case)

@@ -21,12 +21,14 @@ def _tool(name: str):
     return module
 
 
+@pytest.mark.slow  # seconds of spec checking that make check also runs
 def test_spec_is_valid_and_follows_the_house_rules():
     check_spec = _tool("check_spec")
     assert check_spec.main() == 0
     assert check_spec.check(check_spec.load_spec()) == []
 
 
+@pytest.mark.slow  # seconds of spec checking that make check also runs
 def test_house_rules_catch_a_missing_problem_response():
     check_spec = _tool("check_spec")
     broken = check_spec.load_spec()
@@ -39,6 +41,7 @@ def test_house_rules_catch_a_missing_problem_response():
     ]
 
 
+@pytest.mark.slow  # seconds of spec checking that make check also runs
 def test_house_rules_catch_a_response_without_the_headers_the_hub_sends():
     check_spec = _tool("check_spec")
     broken = check_spec.load_spec()
@@ -52,6 +55,7 @@ def test_house_rules_catch_a_response_without_the_headers_the_hub_sends():
     assert "GET /api/v1/agents: 503 does not declare the Retry-After header" in errors
 
 
+@pytest.mark.slow  # seconds of spec checking that make check also runs
 def test_house_rules_catch_a_list_that_cannot_page():
     check_spec = _tool("check_spec")
     broken = check_spec.load_spec()
@@ -68,6 +72,7 @@ def test_a_handler_sends_the_headers_its_module_names_for_it():
     assert not check_spec.sends("handlers.agents", "list_agents", "ETag")
 
 
+@pytest.mark.slow  # seconds of spec checking that make check also runs
 def test_house_rules_catch_an_operation_without_a_handler():
     check_spec = _tool("check_spec")
     broken = check_spec.load_spec()
@@ -77,6 +82,7 @@ def test_house_rules_catch_an_operation_without_a_handler():
     assert "handlers/agents.py: list_agents is not an operation of the spec" in errors
 
 
+@pytest.mark.slow  # seconds of spec checking that make check also runs
 def test_generated_models_are_current():
     codegen = _tool("codegen")
     assert codegen.generate() == (ROOT / "generated" / "models.py").read_text()

@@ -26,7 +26,6 @@ from db import skills as db_skills
 from hub.services import tool_groups
 from hub.services.toolkit import SKILL_TOOLS, Call, ToolDef, ToolFailed
 
-NAMES = SKILL_TOOLS
 LOAD, READ = SKILL_TOOLS
 FILE_LIMIT = 64 * 1024  # bytes of one file handed to the model; the rest is cut
 
@@ -50,15 +49,12 @@ def offers(names: list[str]) -> list[Offer]:
     """The skills among ``names`` that exist and are enabled, in the order given (reads the
     database: a worker thread)."""
     found = []
-    for skill in db_skills.enabled(names):
-        version = db_skills.version(skill.name, skill.current)
-        if version is None:  # deleted between the two reads
-            continue
+    for skill, version in db_skills.current_versions(names):
         declared = version.front_matter.get("allowed_tools")
         found.append(
             Offer(
                 name=skill.name,
-                description=version.front_matter["description"],
+                description=skill.description,
                 version=version.number,
                 sha256=version.sha256,
                 version_id=version.id,
@@ -99,7 +95,7 @@ def narrowed(tools: dict[str, ToolDef], loaded: list[dict]) -> dict[str, ToolDef
     if not lists:
         return tools
     allowed = {name for names in lists for name in names}
-    return {name: t for name, t in tools.items() if name in allowed or name in NAMES}
+    return {name: t for name, t in tools.items() if name in allowed or name in SKILL_TOOLS}
 
 
 def tools_for(offered: list[Offer]) -> dict[str, ToolDef]:

@@ -150,9 +150,8 @@ def test_task_steps_record_the_skills_offered_and_loaded(client, skills):
         "scripts/label.sh",
     ]
     assert json.loads(labels["output"]["content"]) == ["bug", "feature", "question", "docs"]
-    # a script is served as a file to read, never run
+    # a script is handed over as text to read (the hub has nothing that runs one)
     assert script_file["output"]["content"].startswith("#!/bin/sh")
-    assert not Path("/tmp/aether-skill-script-ran").exists()
     assert missing["status"] == "error"
     assert missing["error"] == "skill 'issue-triage' version 1 has no file 'references/none.md'"
 

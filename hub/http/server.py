@@ -8,15 +8,19 @@ connection opening (or of the first byte of a later request on a kept-alive conn
 past that the connection is closed without an answer, as uvicorn does for an idle
 keep-alive. Bodies are not covered: a slow body keeps its request's handler waiting, not
 the server, and is bounded by the body limit.
+
+A request the parser rejects (a malformed request line or header name) is answered with
+uvicorn's 400, but as ``application/problem+json`` like every other error of the hub, not
+uvicorn's ``text/plain``.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from hub.core import metrics
+from hub.core import metrics, problems
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
@@ -36,6 +40,29 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm_header_timer()
         super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse, as a problem (then closed)."""
+        self._disarm_header_timer()
+        body, media_type = problems.render(
+            problems.BadRequest(f"{msg.rstrip('.')}: the request line or headers are malformed."),
+            None,
+            "",
+        )
+        content = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: " + media_type.encode("ascii") + b"\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n",
+                b"\r\n",
+                body,
+            ]
+        )
+        self.transport.write(b"".join(content))
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()

@@ -3,6 +3,7 @@ finish their headers in time are served, on a first and on a kept-alive request.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 
@@ -76,6 +77,20 @@ def test_headers_in_time_are_served_and_kept_alive():
         assert sock.recv(4096).endswith(b"hello")
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never finished
         assert _closed(sock)
+
+
+def test_a_request_the_parser_rejects_gets_a_problem():
+    with serve(hello, http=server.protocol(TIMEOUT)) as port, _connect(port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/problem+json" in head.lower()
+    problem = json.loads(body)
+    assert problem["status"] == 400 and problem["code"] == "bad_request"
+    assert "malformed" in problem["detail"]
 
 
 def test_aether_serve_uses_the_protocol(monkeypatch, tmp_path):

@@ -15,10 +15,12 @@ class Approval(BaseModel):
     tool = peewee.CharField(max_length=64)
     arguments = JSONField()
     tool_call_id = peewee.CharField(max_length=200)
-    agent_id = peewee.CharField(max_length=64)
+    agent_id = peewee.CharField(max_length=64, null=True)
     task_id = peewee.CharField(max_length=40, null=True, index=True)
     turn_id = peewee.CharField(max_length=40, null=True, index=True)
     session_id = peewee.CharField(max_length=40, null=True)
+    workflow_run_id = peewee.CharField(max_length=40, null=True)
+    workflow_step = peewee.CharField(max_length=64, null=True)
     expires_at = peewee.DateTimeField(index=True)
     created_at = peewee.DateTimeField()
     decided_at = peewee.DateTimeField(null=True)
@@ -36,6 +38,8 @@ class Approval(BaseModel):
             "task_id": self.task_id,
             "turn_id": self.turn_id,
             "session_id": self.session_id,
+            "workflow_run_id": self.workflow_run_id,
+            "workflow_step": self.workflow_step,
             "expires_at": iso(self.expires_at),
             "created_at": iso(self.created_at),
             "decided_at": iso(self.decided_at),

@@ -17,7 +17,10 @@ FINISHED = ("completed", "failed", "cancelled")
 class Task(BaseModel):
     id = peewee.CharField(primary_key=True, max_length=40)
     description = peewee.TextField()
-    agent_id = peewee.CharField(max_length=64, index=True)
+    agent_id = peewee.CharField(max_length=64, index=True, null=True)
+    kind = peewee.CharField(max_length=16, default="agent")
+    workflow_run_id = peewee.CharField(max_length=40, null=True, index=True)
+    workflow_step = peewee.CharField(max_length=64, null=True)
     capability = peewee.CharField(max_length=64, null=True)
     priority = peewee.SmallIntegerField()
     context = JSONField()
@@ -51,6 +54,9 @@ class Task(BaseModel):
             "id": self.id,
             "description": self.description,
             "agent_id": self.agent_id,
+            "kind": self.kind,
+            "workflow_run_id": self.workflow_run_id,
+            "workflow_step": self.workflow_step,
             "capability": self.capability,
             "priority": PRIORITIES[self.priority],
             "context": self.context,

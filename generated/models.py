@@ -1369,6 +1369,21 @@ class Step(BaseModel):
     duration_ms: float | None = Field(...)
 
 
+class Kind3(StrEnum):
+    """
+    `agent`: an agent runs it (every task made through `POST /tasks`). The other kinds
+    execute one step of a workflow run (`workflow_run_id`, `workflow_step`).
+
+    """
+
+    agent = 'agent'
+    tool = 'tool'
+    condition = 'condition'
+    approval = 'approval'
+    wait = 'wait'
+    output = 'output'
+
+
 class Error2(BaseModel):
     """
     Why the last attempt failed: `code` and `detail`.
@@ -1387,7 +1402,20 @@ class Task(BaseModel):
     )
     id: str
     description: str
-    agent_id: str
+    agent_id: str | None = Field(
+        ...,
+        description='The agent doing it (null for a workflow step no agent executes).',
+    )
+    kind: Kind3 = Field(
+        ...,
+        description='`agent`: an agent runs it (every task made through `POST /tasks`). The other kinds\nexecute one step of a workflow run (`workflow_run_id`, `workflow_step`).\n',
+    )
+    workflow_run_id: str | None = Field(
+        ..., description='The workflow run whose step this task executes.'
+    )
+    workflow_step: str | None = Field(
+        ..., description="That step's id (`$output` renders the run's output)."
+    )
     capability: str | None = Field(...)
     priority: TaskPriority
     context: JsonObject
@@ -1402,7 +1430,10 @@ class Task(BaseModel):
     approval_id: str | None = Field(
         ..., description='The approval it waits for, while `waiting_approval`.'
     )
-    result: str | None = Field(..., description="The agent's final answer.")
+    result: str | None = Field(
+        ...,
+        description="The agent's final answer (a workflow step's output as JSON text).",
+    )
     error: Error2 | None = Field(
         ..., description='Why the last attempt failed: `code` and `detail`.'
     )
@@ -1956,10 +1987,18 @@ class Approval(BaseModel):
     tool: str
     arguments: JsonObject
     tool_call_id: str
-    agent_id: str = Field(..., description='The agent asking.')
+    agent_id: str | None = Field(
+        ...,
+        description='The agent asking (or the agent a guarded workflow step would run).',
+    )
     task_id: str | None = Field(..., description='The task that waits.')
     turn_id: str | None = Field(..., description='The chat turn that waits.')
     session_id: str | None = Field(...)
+    workflow_run_id: str | None = Field(
+        ...,
+        description='The workflow run whose approval step asks. `tool` and `arguments` are then what\nthe guarded step will run (`tool: agent` with `agent_id` and `prompt` for an agent\nstep), rendered; the approval is bound to exactly that content.\n',
+    )
+    workflow_step: str | None = Field(..., description="The approval step's id.")
     expires_at: Timestamp
     created_at: Timestamp
     decided_at: AwareDatetime | None = Field(...)
@@ -3035,6 +3074,298 @@ class ScheduleRunList(BaseModel):
         extra='forbid',
     )
     items: list[ScheduleRun]
+    next_cursor: NextCursor | None
+
+
+class Kind4(StrEnum):
+    agent = 'agent'
+    tool = 'tool'
+    approval = 'approval'
+    condition = 'condition'
+    parallel = 'parallel'
+    wait = 'wait'
+
+
+class Join(StrEnum):
+    """
+    `all`: go on once every branch ended; `any`: once the first did (the others are stopped).
+    """
+
+    all = 'all'
+    any = 'any'
+
+
+class WorkflowStep(BaseModel):
+    """
+    One step. `id` and `kind` always; the other members by kind (a member another kind
+    uses is refused): `agent`: `agent_id`, `prompt`; `tool`: `tool`, `arguments`;
+    `approval`: `guards`, `message`, `expires_in_seconds`; `condition`: `predicate`,
+    `then`, `else`; `parallel`: `branches`, `join`; `wait`: `seconds` or `until`. Any step:
+    `name`, `description`, `next`, `max_attempts`, `timeout_seconds`.
+
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: Slug
+    kind: Kind4
+    name: str | None = Field(None, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    next: str | None = Field(
+        None,
+        description='The step after this one; `null` ends the path (default the next in the list).',
+        max_length=64,
+    )
+    agent_id: Slug | None = None
+    prompt: str | None = Field(
+        None,
+        description="The agent's task, a template.",
+        max_length=20000,
+        min_length=1,
+    )
+    tool: str | None = Field(
+        None, description='The tool to call.', max_length=200, min_length=1
+    )
+    arguments: JsonObject | None = None
+    guards: str | None = Field(
+        None,
+        description='The agent or tool step this approval is for (default the step after it).',
+        max_length=64,
+    )
+    message: str | None = Field(
+        None, description='What the person is told, a template.', max_length=4000
+    )
+    expires_in_seconds: int | None = Field(
+        None,
+        description='How long the person has (default `AETHER_APPROVAL_TTL_SECONDS`); expiry counts as denial.',
+        ge=60,
+        le=2592000,
+    )
+    predicate: str | None = Field(
+        None,
+        description='A jq program over the template context; its first output decides (anything but `false` and `null` is true).',
+        max_length=10000,
+        min_length=1,
+    )
+    then: str | None = Field(
+        None, description='The next step when the predicate holds.', max_length=64
+    )
+    else_: str | None = Field(
+        None, alias='else', description='The next step when it does not.', max_length=64
+    )
+    branches: list[Slug] | None = Field(
+        None, description='The first step of each branch.', max_length=20, min_length=2
+    )
+    join: Join = Field(
+        'all',
+        description='`all`: go on once every branch ended; `any`: once the first did (the others are stopped).',
+    )
+    seconds: float | None = Field(
+        None, description='How long to wait.', ge=0.0, le=31536000.0
+    )
+    until: str | None = Field(
+        None,
+        description='A template rendering the RFC 3339 time to wait for.',
+        max_length=2000,
+        min_length=1,
+    )
+    max_attempts: int = Field(3, ge=1, le=10)
+    timeout_seconds: int = Field(300, ge=1, le=86400)
+
+
+class WorkflowDefinition(BaseModel):
+    """
+    A workflow's definition, as `PUT` takes it (the id is the path's).
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    name: str | None = Field(None, max_length=200, min_length=1)
+    description: str | None = Field(None, max_length=4000)
+    input_schema: JsonObject | None = None
+    steps: list[WorkflowStep] = Field(..., max_length=100, min_length=1)
+    output: Any | None = Field(
+        None,
+        description="The run's output (any JSON, null included), whose strings are templates; without one, the last step's output.",
+    )
+
+
+class WorkflowCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: Slug
+    name: str | None = Field(None, max_length=200, min_length=1)
+    description: str | None = Field(None, max_length=4000)
+    input_schema: JsonObject | None = None
+    steps: list[WorkflowStep] = Field(..., max_length=100, min_length=1)
+    output: Any | None = Field(
+        None,
+        description="The run's output (any JSON, null included), whose strings are templates; without one, the last step's output.",
+    )
+
+
+class Workflow(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    name: str
+    description: str
+    input_schema: JsonObject
+    steps: list[WorkflowStep]
+    output: Any = Field(
+        ..., description='The output template (any JSON, null included).'
+    )
+    version: int = Field(..., description='The current version (1 on create).')
+    sha256: str = Field(
+        ..., description="SHA-256 of the current version's canonical JSON."
+    )
+    created_by: str | None = Field(...)
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class WorkflowList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Workflow]
+    next_cursor: NextCursor | None
+
+
+class WorkflowVersion(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    workflow_id: str
+    version: int
+    sha256: str
+    definition: WorkflowDefinition
+    created_by: str | None = Field(...)
+    created_at: Timestamp
+
+
+class WorkflowVersionList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[WorkflowVersion]
+    next_cursor: NextCursor | None
+
+
+class WorkflowRunCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    input: JsonObject | None = None
+
+
+class WorkflowRunStatus(StrEnum):
+    running = 'running'
+    completed = 'completed'
+    failed = 'failed'
+    cancelled = 'cancelled'
+
+
+class Kind5(StrEnum):
+    agent = 'agent'
+    tool = 'tool'
+    approval = 'approval'
+    condition = 'condition'
+    parallel = 'parallel'
+    wait = 'wait'
+    output = 'output'
+
+
+class Status8(StrEnum):
+    pending = 'pending'
+    running = 'running'
+    waiting = 'waiting'
+    waiting_approval = 'waiting_approval'
+    completed = 'completed'
+    failed = 'failed'
+    cancelled = 'cancelled'
+
+
+class Tokens(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class WorkflowRunStep(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    step_id: str = Field(
+        ..., description="The step's id (`$output`: the output template)."
+    )
+    kind: Kind5
+    status: Status8
+    branch: str | None = Field(
+        ...,
+        description='`<parallel step id>/<branch index>` for a step inside a branch.',
+    )
+    attempts: int = Field(..., description='Attempts its task started.')
+    task_id: str | None = Field(..., description='The task executing it.')
+    approval_id: str | None = Field(...)
+    input: dict[str, Any] | None = Field(
+        ...,
+        description="What it ran on, rendered (an agent's prompt, a tool's arguments, what an approval showed).",
+    )
+    output: Any = Field(
+        ...,
+        description="What it produced (any JSON): an agent's reply as text, a tool's result.",
+    )
+    error: dict[str, Any] | None = Field(...)
+    tokens: Tokens | None = Field(...)
+    created_at: Timestamp
+    started_at: AwareDatetime | None = Field(...)
+    completed_at: AwareDatetime | None = Field(...)
+    duration_ms: int | None = Field(..., ge=0)
+
+
+class WorkflowRun(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    id: str
+    workflow_id: str
+    version: int = Field(..., description='The workflow version it is pinned to.')
+    sha256: str = Field(..., description="That version's SHA-256.")
+    status: WorkflowRunStatus
+    input: JsonObject
+    output: Any = Field(
+        ..., description='What the run produced (any JSON, null included).'
+    )
+    error: dict[str, Any] | None = Field(
+        ...,
+        description='Why it failed: `code`, `detail`, the `step_id` and its `cause`.',
+    )
+    cancel_requested: bool
+    rerun_of: str | None = Field(...)
+    trace_id: str
+    created_by: str | None = Field(...)
+    created_at: Timestamp
+    updated_at: Timestamp
+    completed_at: AwareDatetime | None = Field(...)
+    duration_ms: int | None = Field(..., ge=0)
+    steps: list[WorkflowRunStep] | None = Field(
+        None,
+        description='Every step the run reached, in the order it reached them (one run only).',
+    )
+
+
+class WorkflowRunList(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[WorkflowRun]
     next_cursor: NextCursor | None
 
 

@@ -44,6 +44,7 @@ SAMPLE = {
     "mapping_id": "map_x",
     "trigger_id": "trg_x",
     "schedule_id": "sch_x",
+    "workflow_id": "triage",
     "model": "builtin/echo",  # a path parameter that keeps its slash
 }
 

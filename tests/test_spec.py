@@ -90,14 +90,16 @@ def test_generated_models_are_current():
 
 def test_every_operation_has_one_policy_with_a_role():
     policies = spec.policies()
-    assert len(policies) == 167
+    assert len(policies) == 179
     assert {p.role for p in policies.values()} == {"public", "viewer", "operator", "admin"}
     confirm = sorted(p.operation_id for p in policies.values() if p.confirm)
     assert confirm == [
+        "cancel_workflow_run",
         "delete_provider",
         "disable_plugin",
         "drain_runtime",
         "retry_dead_letter",
+        "retry_workflow_run",
         "revoke_api_key",
         "rollback_plugin",
         "rollback_skill",

@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any
 
+import yaml
 from connexion.datastructures import MediaTypeDict
 from connexion.validators import (
     VALIDATOR_MAP,
@@ -189,6 +190,58 @@ class HubJSONBodyValidator(JSONRequestBodyValidator):
         return None
 
 
+class _NoAliases(yaml.SafeLoader):
+    """YAML's safe loader without anchors and aliases (a few aliases nest into a billion
+    nodes: the 'billion laughs')."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.YAMLError(f"line {mark.line + 1}: anchors and aliases are not accepted")
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(raw: bytes) -> Any:
+    """A YAML body as the JSON value it spells (dates become RFC 3339 strings), or a 400."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed(
+            "The body is not valid UTF-8.",
+            errors=[{"field": "body", "message": f"invalid UTF-8 at byte {exc.start}"}],
+            code="malformed_yaml",
+        ) from exc
+    try:
+        value = yaml.load(text, Loader=_NoAliases)
+        value = json.loads(json.dumps(value, default=_yaml_scalar, allow_nan=False))
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        message = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise ValidationFailed(
+            f"The body is not valid YAML: {message}",
+            errors=[{"field": "body", "message": message}],
+            code="malformed_yaml",
+        ) from None
+    check_portable(value)
+    return value
+
+
+def _yaml_scalar(value: Any) -> str:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+class HubYAMLBodyValidator(HubJSONBodyValidator):
+    """An ``application/yaml`` body: parsed safely, then checked against the same schema as
+    its JSON form."""
+
+    async def _parse(self, stream, scope) -> Any:
+        raw = b"".join([chunk async for chunk in stream])
+        if not raw.strip():
+            return None
+        return parse_yaml(raw)
+
+
 class HubParameterValidator(ParameterValidator):
     def validate_request(self, request) -> None:
         getters = {
@@ -234,4 +287,5 @@ def validator_map() -> dict:
     body = MediaTypeDict(dict(VALIDATOR_MAP["body"]))
     body["*/*json"] = HubJSONBodyValidator
     body["multipart/form-data"] = HubMultiPartValidator
+    body["application/yaml"] = HubYAMLBodyValidator
     return {**VALIDATOR_MAP, "parameter": HubParameterValidator, "body": body}

@@ -31,7 +31,7 @@ from db.base import DatabaseUnavailable, write_transaction
 from db.tasks import Task
 from hub.core.aio import cancel_and_wait
 from hub.core.problems import NotFound, Problem
-from hub.engine import disclosure, turns
+from hub.engine import disclosure, turns, workflow_steps
 from hub.engine.loop import AgentLoop, LoopState, Owner, agent_toolset
 from hub.llm import ChatMessage
 from hub.services import approvals, memory, providers, tasks
@@ -213,6 +213,22 @@ class WorkerPool:
                 stop.set()
 
     async def _attempt(self, task: Task, stop: asyncio.Event) -> None:
+        if task.kind != "agent":
+            await self._step(task)
+            return
+        if task.workflow_run_id and not task.loop_state:
+            prepared = await workflow_steps.prepare_agent(task)
+            if prepared.kind == "fail":
+                await self._fail(
+                    task, prepared.code, prepared.detail, prepared.retryable, prepared.write
+                )
+                return
+            if prepared.prompt != task.description:
+                done = await self._settle(
+                    task, tasks.describe, task, prepared.prompt, prepared.write
+                )
+                if not done:
+                    raise LeaseLost(task.id)
         agent = await asyncio.to_thread(agents.get, task.agent_id)
         if agent is None:
             await self._fail(task, "agent_gone", f"Agent {task.agent_id!r} was deleted.", False)
@@ -275,6 +291,30 @@ class WorkerPool:
                 outcome.state.to_json(),
                 outcome,
                 loop.write_pending,
+            )
+        if not done:
+            raise LeaseLost(task.id)
+
+    async def _step(self, task: Task) -> None:
+        """A workflow step other than an agent's (``hub.engine.workflow_steps``)."""
+        try:
+            async with asyncio.timeout(task.timeout_seconds):
+                outcome = await workflow_steps.execute(task)
+        except TimeoutError:
+            detail = f"The step took longer than {task.timeout_seconds} s."
+            await self._fail(task, "timeout", detail)
+            return
+        if outcome.kind == "fail":
+            await self._fail(task, outcome.code, outcome.detail, outcome.retryable, outcome.write)
+            return
+        if outcome.kind == "complete":
+            result = json.dumps(outcome.output, allow_nan=False)
+            done = await self._settle(task, tasks.complete, task, result, outcome.write)
+        elif outcome.kind == "snooze":
+            done = await self._settle(task, tasks.snooze, task, outcome.until, outcome.write)
+        else:  # pause: a person decides
+            done = await self._settle(
+                task, approvals.pause_task, task, None, outcome, outcome.write
             )
         if not done:
             raise LeaseLost(task.id)

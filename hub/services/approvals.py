@@ -25,13 +25,20 @@ def request(
     tool: str,
     arguments: dict,
     tool_call_id: str,
-    agent_id: str,
+    agent_id: str | None,
     owner_id: str,
     session_id: str | None = None,
+    workflow_run_id: str | None = None,
+    workflow_step: str | None = None,
+    title: str | None = None,
+    message: str | None = None,
+    ttl_seconds: float | None = None,
 ) -> Approval:
-    """A pending approval and its notification (inside the caller's transaction)."""
+    """A pending approval and its notification (inside the caller's transaction): asked by
+    an agent for a tool call, or by a workflow's approval step (``workflow_run_id``,
+    ``workflow_step``; ``title`` and ``message`` then say what is asked)."""
     now = utcnow()
-    ttl = current_settings().approval_ttl_seconds
+    ttl = ttl_seconds or current_settings().approval_ttl_seconds
     is_task = owner_id.startswith("tsk_")
     approval = Approval.create(
         id=new_id("apr"),
@@ -43,14 +50,17 @@ def request(
         task_id=owner_id if is_task else None,
         turn_id=None if is_task else owner_id,
         session_id=session_id,
+        workflow_run_id=workflow_run_id,
+        workflow_step=workflow_step,
         expires_at=now + dt.timedelta(seconds=ttl),
         created_at=now,
     )
+    deadline = f"Approve or deny {approval.id} before {approval.expires_at:%Y-%m-%d %H:%M} UTC."
     notifications.create(
         kind="approval_requested",
         severity="warning",
-        title=f"Agent {agent_id} asks to run {tool}",
-        message=f"Approve or deny {approval.id} before {approval.expires_at:%Y-%m-%d %H:%M} UTC.",
+        title=title or f"Agent {agent_id} asks to run {tool}",
+        message=f"{message}\n\n{deadline}" if message else deadline,
         subject=approval.id,
     )
     events.emit(
@@ -63,6 +73,8 @@ def request(
             "agent_id": agent_id,
             "task_id": approval.task_id,
             "turn_id": approval.turn_id,
+            "workflow_run_id": workflow_run_id,
+            "workflow_step": workflow_step,
             "expires_at": iso(approval.expires_at),
         },
     )

@@ -125,17 +125,22 @@ def close() -> None:
             pending.open = False
 
 
-def created(collection: str, resource_id: str, *, status: int = 201) -> None:
+def created(
+    collection: str, resource_id: str, *, status: int = 201, requested_at: str | None = None
+) -> None:
     """Inside a service's write transaction: this creates ``/api/v1/<collection>/<id>``,
     which the running request's entry names if the request is a create (its operation
     answers a ``Location``) addressed to that collection (``POST /agents``,
     ``POST /agents/{id}/clone``, ``PUT /providers/{id}``; not the task ``POST /tasks``'s
-    agent loop or ``POST /schedules/{id}/run`` makes)."""
+    agent loop or ``POST /schedules/{id}/run`` makes). ``requested_at`` is another
+    collection the create is addressed to (``POST /workflows/{id}/runs`` makes a
+    ``/workflow-runs/…``)."""
     pending = _pending.get()
     base = f"{API}/{collection}"
     if pending is None or not pending.names_created:
         return
-    if not (pending.path == base or pending.path.startswith(base + "/")):
+    addressed = [base, f"{API}/{requested_at}"] if requested_at else [base]
+    if not any(pending.path == b or pending.path.startswith(b + "/") for b in addressed):
         return
     with pending.lock:
         if pending.open and pending.written is None:

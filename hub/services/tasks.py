@@ -28,8 +28,7 @@ from db.dead_letters import DeadLetter
 from db.tasks import PRIORITIES, Task
 from hub.core import signals, timeparse
 from hub.core.problems import Conflict, Unprocessable, require
-from hub.events import log as events
-from hub.services import audit, notifications
+from hub.services import audit, notifications, task_events, workflow_runs
 from hub.settings import current_settings
 
 
@@ -95,19 +94,11 @@ def create(body: dict, *, created_by: str | None = None, trace_id: str | None = 
 
 
 def event(kind: str, task: Task, **extra) -> None:
-    """``task.<kind>``, in the transaction that made the change."""
-    events.emit(
-        f"task.{kind}",
-        subject=task.id,
-        trace_id=task.trace_id,
-        payload={
-            "task_id": task.id,
-            "agent_id": task.agent_id,
-            "status": kind if kind in ("completed", "failed", "cancelled") else task.status,
-            "attempt": task.attempts,
-            **extra,
-        },
-    )
+    """``task.<kind>``, in the transaction that made the change; a task that executes a
+    workflow step moves its run on in the same transaction."""
+    task_events.emit(kind, task, **extra)
+    if task.workflow_run_id:
+        workflow_runs.on_task(kind, task, extra)
 
 
 def cancel(task_id: str) -> Task:
@@ -241,6 +232,17 @@ def renew(task: Task, lease_seconds: float) -> tuple[bool, bool]:
         return True, bool(Task.select(Task.cancel_requested).where(Task.id == task.id).scalar())
 
 
+def describe(task: Task, description: str, write) -> bool:
+    """Set a running task's description (a workflow agent step's prompt, once rendered) and
+    run ``write`` in the same transaction; False, writing nothing, when the lease was lost."""
+    with write_transaction():
+        done = bool(Task.update(description=description).where(_fence(task)).execute())
+        if done:
+            task.description = description
+            write()
+    return done
+
+
 def cancel_requested(task: Task) -> bool:
     return bool(Task.select(Task.cancel_requested).where(Task.id == task.id).scalar())
 
@@ -285,6 +287,18 @@ def _cancelled(task: Task, now: dt.datetime) -> None:
         Task.id == task.id
     ).execute()
     event("cancelled", task)
+
+
+def snooze(task: Task, until: dt.datetime, write=lambda: None) -> bool:
+    """Put a running task back to sleep until ``until`` (a workflow ``wait`` step whose
+    time has not come): pending again, its attempt not counted, no worker held."""
+    with write_transaction():
+        done = fenced_update(task, status="pending", attempts=Task.attempts - 1, run_at=until)
+        if done:
+            write()
+            task.status = "pending"
+            event("waiting", task, run_at=db_iso(until))
+    return done
 
 
 def hand_back(task: Task) -> None:

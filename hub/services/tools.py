@@ -143,6 +143,15 @@ async def run(
 ) -> ToolExecution:
     """Run ``tool`` (arguments already valid or not: invalid ones are a tool error), record
     the execution and return it. Never raises for a tool's own failure."""
+    status, result, error, duration = await execute(tool, arguments, call)
+    return await asyncio.to_thread(
+        record, tool.name, arguments, status, result, error, duration, call, approval_id
+    )
+
+
+async def execute(tool: ToolDef, arguments: dict, call: Call) -> tuple[str, object, str, float]:
+    """Run ``tool`` without recording it: ``(status, result, error, duration_ms)``, status
+    ``ok`` or ``error``. The caller records it (``record``), in the transaction of its choice."""
     started = time.perf_counter()
     status, result, error = "ok", None, None
     errors = argument_errors(tool.parameters, arguments)
@@ -159,10 +168,7 @@ async def run(
         except Exception as exc:  # a bug in a tool: the model hears of it, the log has it
             log.error("tool failed", exc_info=exc, extra={"tool": tool.name})
             status, error = "error", "the tool failed unexpectedly"
-    duration = round((time.perf_counter() - started) * 1000, 3)
-    return await asyncio.to_thread(
-        record, tool.name, arguments, status, result, error, duration, call, approval_id
-    )
+    return status, result, error, round((time.perf_counter() - started) * 1000, 3)
 
 
 def record(

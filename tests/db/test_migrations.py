@@ -25,6 +25,7 @@ from db import (
     tasks,
     tools,
     usage,
+    workflows,
 )
 from db import base as db_base
 
@@ -69,6 +70,10 @@ MODELS = [
     automation.Trigger,
     automation.Schedule,
     automation.ScheduleRun,
+    workflows.Workflow,
+    workflows.WorkflowVersion,
+    workflows.WorkflowRun,
+    workflows.RunStep,
 ]
 
 
@@ -114,6 +119,7 @@ def test_migrations_apply_once(fresh_db):
         "0015_mcp_server_source",
         "0016_turn_skills",
         "0017_skill_archive",
+        "0018_workflows",
     ]
     assert db_base.migrate() == names
     assert db_base.migrate() == []

@@ -689,7 +689,11 @@ def creates(client) -> list[tuple[str, str, dict]]:
     schedule = client.post(
         "/api/v1/schedules", json={"name": "r", "cron": "0 * * * *", "action": action}
     ).json()["id"]
+    wait = {"id": "waits", "steps": [{"id": "w", "kind": "wait", "seconds": 3600}]}
+    client.post("/api/v1/workflows", json=wait)
+    run = client.post("/api/v1/workflows/waits/runs", json={}).json()["id"]
     return [
+        ("POST", f"/api/v1/workflow-runs/{run}/rerun", None),
         ("POST", "/api/v1/memories/linked/links", {"target": "target"}),
         ("POST", f"/api/v1/schedules/{schedule}/run", None),
         ("POST", KEYS, {"name": "k", "role": "viewer"}),
@@ -745,6 +749,12 @@ def creates(client) -> list[tuple[str, str, dict]]:
                 "action": {"kind": "create_task", "agent_id": "audited", "description": "Go"},
             },
         ),
+        (
+            "POST",
+            "/api/v1/workflows",
+            {"id": "audited-flow", "steps": [{"id": "w", "kind": "wait", "seconds": 3600}]},
+        ),
+        ("POST", "/api/v1/workflows/audited-flow/runs", {"input": {}}),
     ]
 
 

@@ -76,6 +76,7 @@ class ScheduleRun(BaseModel):
     finished_at = peewee.DateTimeField(null=True)
     status = peewee.CharField(max_length=16)
     task_id = peewee.CharField(max_length=40, null=True)
+    workflow_run_id = peewee.CharField(max_length=40, null=True)
     error = peewee.TextField(null=True)
 
     class Meta:
@@ -92,6 +93,7 @@ class ScheduleRun(BaseModel):
             "finished_at": iso(self.finished_at),
             "status": self.status,
             "task_id": self.task_id,
+            "workflow_run_id": self.workflow_run_id,
             "error": self.error,
         }
 

@@ -2892,15 +2892,19 @@ class MappingError(BaseModel):
     delivery_id: str | None = Field(...)
 
 
-class ActionKind(RootModel[Literal['create_task']]):
-    root: Literal['create_task']
+class ActionKind(StrEnum):
+    create_task = 'create_task'
+    start_workflow = 'start_workflow'
 
 
 class Action(BaseModel):
     """
-    What a trigger or schedule does. `create_task`: a task for `agent_id` or an agent with
-    `capability`; `description` is a Jinja template (sandboxed) over `event` (triggers) or
-    `schedule` and `now` (schedules).
+    What a trigger or schedule does. `create_task` (`description` required): a task for
+    `agent_id` or an agent with `capability`; `description` is a Jinja template (sandboxed)
+    over `event` (triggers) or `schedule` and `now` (schedules). `start_workflow`
+    (`workflow_id` required): a run of the workflow's current version whose `input` has
+    every string rendered as such a template, then checked against the workflow's input
+    schema. A member of the other kind is a 400.
 
     """
 
@@ -2910,10 +2914,12 @@ class Action(BaseModel):
     kind: ActionKind
     agent_id: Slug | None = None
     capability: Slug | None = None
-    description: str = Field(
-        ..., max_length=20000, min_length=1, pattern='^[^\\u0000]*$'
+    description: str | None = Field(
+        None, max_length=20000, min_length=1, pattern='^[^\\u0000]*$'
     )
     priority: TaskPriority | None = None
+    workflow_id: Slug | None = None
+    input: JsonObject | None = None
 
 
 class ActionError(BaseModel):
@@ -3066,6 +3072,9 @@ class ScheduleRun(BaseModel):
     finished_at: AwareDatetime | None = Field(...)
     status: Status7
     task_id: str | None = Field(..., description='The task the run created.')
+    workflow_run_id: str | None = Field(
+        ..., description='The workflow run it started (a `start_workflow` action).'
+    )
     error: str | None = Field(...)
 
 

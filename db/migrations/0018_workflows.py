@@ -3,7 +3,7 @@
 ``approval``, ``wait``, ``output``) and the run and step they execute; their ``agent_id``
 becomes optional (only agent steps have one). Approvals gain the workflow run and step that
 asked, and their ``agent_id`` becomes optional too (an approval step guarding a tool step has
-no agent)."""
+no agent). Schedule runs record the workflow run a ``start_workflow`` action started."""
 
 from peewee import (
     BigAutoField,
@@ -97,6 +97,7 @@ def up(migrator, db):
         migrator.add_column("approval", "workflow_run_id", CharField(max_length=40, null=True)),
         migrator.add_column("approval", "workflow_step", CharField(max_length=64, null=True)),
         migrator.drop_not_null("approval", "agent_id"),
+        migrator.add_column("schedule_run", "workflow_run_id", CharField(max_length=40, null=True)),
     )
     migrator.migrate(migrator.add_index("task", ("workflow_run_id",), False))
 
@@ -109,6 +110,7 @@ def down(migrator, db):
         migrator.drop_column("task", "workflow_step"),
         migrator.drop_column("approval", "workflow_run_id"),
         migrator.drop_column("approval", "workflow_step"),
+        migrator.drop_column("schedule_run", "workflow_run_id"),
     )
     for table in ("run_step", "workflow_run", "workflow_version", "workflow"):
         db.execute_sql(f"DROP TABLE IF EXISTS {table}")

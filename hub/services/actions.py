@@ -1,7 +1,9 @@
 """What a trigger or a schedule does: its action, checked when it is stored and run when it
-fires. The one kind so far, ``create_task``, makes a task for ``agent_id`` or for an agent
-with ``capability``, at ``priority``, whose description is ``description`` rendered as a
-template.
+fires. ``create_task`` makes a task for ``agent_id`` or for an agent with ``capability``, at
+``priority``, whose description is ``description`` rendered as a template;
+``start_workflow`` starts a run of ``workflow_id`` (its current version) whose input is
+``input`` with every string in it rendered as a template (checked against the workflow's
+input schema when it fires).
 
 Templates are Jinja2 in a sandbox (see ``hub.core.programs``: no Python internals, no unsafe
 calls, lists and dicts cannot be changed, a missing name is an error, autoescape off, bounded
@@ -15,11 +17,12 @@ first, ``create`` writes it (in the caller's transaction).
 
 from __future__ import annotations
 
-from db import agents
+from db import agents, workflows
 from db.tasks import Task
+from db.workflows import WorkflowRun
 from hub.core import programs
-from hub.core.problems import Unprocessable
-from hub.services import tasks
+from hub.core.problems import NotFound, Unprocessable, ValidationFailed
+from hub.services import tasks, workflow_runs
 
 MAX_DESCRIPTION = 20000  # a task description's limit (openapi.yaml, TaskCreate)
 ERROR_LIMIT = 1000  # characters of an error message kept
@@ -36,7 +39,20 @@ def clip(message: str) -> str:
 def check(action: dict, field: str = "body.action") -> dict:
     """The action as it is stored (only the members given), or a 422 naming the member at
     fault: a template that does not parse, an ``agent_id`` that names no agent (or one that
-    lacks ``capability``), neither ``agent_id`` nor ``capability``."""
+    lacks ``capability``), neither ``agent_id`` nor ``capability``, a ``workflow_id`` that
+    names no workflow; a 400 for members of the other kind, or a missing one."""
+    kind = action.get("kind")
+    mine, other = (WORKFLOW, TASK) if kind == "start_workflow" else (TASK, WORKFLOW)
+    stray = sorted(set(action) & (other - mine))
+    missing = sorted(REQUIRED[kind] - set(action))
+    if stray or missing:
+        name = stray[0] if stray else missing[0]
+        why = f"not a member of a {kind} action" if stray else f"required for a {kind} action"
+        raise ValidationFailed(
+            f"{field}.{name}: {why}.", errors=[{"field": f"{field}.{name}", "message": why}]
+        )
+    if kind == "start_workflow":
+        return _check_workflow(action, field)
     try:
         programs.check_template(action["description"])
     except programs.ProgramError as exc:
@@ -71,6 +87,54 @@ def check(action: dict, field: str = "body.action") -> dict:
     return {key: value for key, value in action.items() if value is not None}
 
 
+TASK = {"agent_id", "capability", "description", "priority"}
+WORKFLOW = {"workflow_id", "input"}
+REQUIRED = {"create_task": {"description"}, "start_workflow": {"workflow_id"}}
+
+
+def _check_workflow(action: dict, field: str) -> dict:
+    if workflows.get(action["workflow_id"]) is None:
+        raise Unprocessable(
+            f"No workflow with id {action['workflow_id']!r}.",
+            code="workflow_not_found",
+            errors=[{"field": f"{field}.workflow_id", "message": "no such workflow"}],
+        )
+    for path, source in _strings(action.get("input") or {}, f"{field}.input"):
+        try:
+            programs.check_template(source)
+        except programs.ProgramError as exc:
+            raise Unprocessable(
+                f"The input template does not parse: {exc}.",
+                code="invalid_template",
+                errors=[{"field": path, "message": str(exc)}],
+            ) from None
+    return {key: value for key, value in action.items() if value is not None}
+
+
+def _strings(value, path: str):
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}")
+
+
+def _render_value(value, context: dict, path: str):
+    if isinstance(value, str):
+        try:
+            return programs.render(value, context, MAX_DESCRIPTION)
+        except programs.ProgramError as exc:
+            raise ActionFailed(clip(f"the template at {path} failed: {exc}")) from None
+    if isinstance(value, list):
+        return [_render_value(v, context, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _render_value(v, context, f"{path}.{k}") for k, v in value.items()}
+    return value
+
+
 def render(source: str, context: dict) -> str:
     """``source`` rendered over ``context``; ActionFailed when it fails, runs past its
     limits, or its output is empty or longer than a task description may be."""
@@ -90,8 +154,14 @@ def render(source: str, context: dict) -> str:
 
 
 def prepare(action: dict, context: dict) -> dict:
-    """The body of the task ``action`` makes over ``context`` (its template rendered, outside
-    any transaction), or ActionFailed."""
+    """What ``action`` makes over ``context`` (its templates rendered, outside any
+    transaction): a task's body, or a run's; or ActionFailed."""
+    if action.get("kind") == "start_workflow":
+        return {
+            "kind": "start_workflow",
+            "workflow_id": action["workflow_id"],
+            "input": _render_value(action.get("input") or {}, context, "input"),
+        }
     return {
         "description": render(action["description"], context),
         "agent_id": action.get("agent_id"),
@@ -100,10 +170,19 @@ def prepare(action: dict, context: dict) -> dict:
     }
 
 
-def create(body: dict, *, created_by: str, trace_id: str) -> Task:
-    """Make the task ``prepare`` described (inside the caller's write transaction), or
-    ActionFailed (no agent fits)."""
+def create(body: dict, *, created_by: str, trace_id: str) -> Task | WorkflowRun:
+    """Make the task or the run ``prepare`` described (inside the caller's write
+    transaction), or ActionFailed (no agent fits, no such workflow, an input its schema
+    refuses)."""
+    if body.get("kind") != "start_workflow":
+        try:
+            return tasks.create(body, created_by=created_by, trace_id=trace_id)
+        except Unprocessable as exc:
+            raise ActionFailed(clip(exc.detail)) from None
     try:
-        return tasks.create(body, created_by=created_by, trace_id=trace_id)
-    except Unprocessable as exc:
-        raise ActionFailed(clip(exc.detail)) from None
+        return workflow_runs.start_latest(
+            body["workflow_id"], body["input"], created_by=created_by, trace_id=trace_id
+        )
+    except (Unprocessable, NotFound) as exc:
+        fields = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors or [])
+        raise ActionFailed(clip(f"{exc.detail} ({fields})" if fields else exc.detail)) from None

@@ -260,14 +260,15 @@ def _run(
     """Make the task ``prepare`` described (in a savepoint: a failure undoes only what it
     did), record the run and its event, stamp ``last_run_at``."""
     trace_id = events.new_trace_id()
-    task_id = None
+    task_id = run_id = None
     error = prepared if isinstance(prepared, str) else None
     try:
         if error is None:
             with write_transaction():
-                task_id = actions.create(
+                made = actions.create(
                     prepared, created_by=f"schedule:{schedule.id}", trace_id=trace_id
                 ).id
+                task_id, run_id = (None, made) if made.startswith("wfr_") else (made, None)
     except actions.ActionFailed as exc:
         error = str(exc)
     except Exception as exc:  # a bug, or the database: the savepoint rolled back
@@ -282,6 +283,7 @@ def _run(
         finished_at=utcnow(),
         status="failed" if error else "succeeded",
         task_id=task_id,
+        workflow_run_id=run_id,
         error=error,
     )
     Schedule.update(last_run_at=started).where(Schedule.id == schedule.id).execute()
@@ -289,6 +291,7 @@ def _run(
         "schedule_id": schedule.id,
         "run_id": run.id,
         "task_id": task_id,
+        "workflow_run_id": run_id,
         "scheduled_for": iso(scheduled_for),
     }
     if error:
@@ -299,6 +302,6 @@ def _run(
         trace_id=trace_id,
         payload=payload,
     )
-    if task_id:
+    if task_id or run_id:
         after_commit(signals.tasks_ready.send)
     return run

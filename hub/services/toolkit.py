@@ -7,7 +7,8 @@ read; anything else it raises is a bug, reported to the model as an internal err
 
 Built-ins: ``current_time``, ``http_request`` (through :mod:`hub.core.outbound`, so private and
 loopback addresses only with ``AETHER_OUTBOUND_ALLOWLIST``; it needs approval: an agent that
-can reach any public URL can also send data there), ``create_task`` and ``notify``.
+can reach any public URL can also send data there), ``create_task``, ``start_workflow`` and
+``notify``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import jsonschema
 from db.base import iso, utcnow
 from hub.core import outbound
 from hub.core.problems import Problem
-from hub.services import audit, memory, notifications, tasks
+from hub.services import audit, memory, notifications, tasks, workflow_runs
 from hub.settings import current_settings
 
 ANY_OBJECT: dict = {"type": "object"}
@@ -174,6 +175,21 @@ async def _create_task(arguments: dict, call: Call) -> dict:
     return {"task_id": task.id, "status": task.status, "agent_id": task.agent_id}
 
 
+async def _start_workflow(arguments: dict, call: Call) -> dict:
+    try:
+        run = await _in_thread(
+            workflow_runs.start_latest,
+            arguments["workflow_id"],
+            arguments.get("input") or {},
+            created_by=f"task:{call.task_id}" if call.task_id else f"turn:{call.turn_id}",
+            trace_id=call.trace_id,
+            field="arguments.input",
+        )
+    except Problem as problem:
+        raise ToolFailed(problem.detail) from None
+    return {"run_id": run.id, "workflow_id": run.workflow_id, "version": run.version}
+
+
 async def _notify(arguments: dict, call: Call) -> dict:
     note = await _in_thread(
         notifications.create,
@@ -313,6 +329,18 @@ BUILTINS: dict[str, ToolDef] = {
                 "additionalProperties": False,
             },
             run=_create_task,
+        ),
+        ToolDef(
+            name="start_workflow",
+            kind="builtin",
+            description="Start a run of a workflow (its current version) with an input.",
+            parameters={
+                "type": "object",
+                "required": ["workflow_id"],
+                "properties": {"workflow_id": _SLUG, "input": {"type": "object"}},
+                "additionalProperties": False,
+            },
+            run=_start_workflow,
         ),
         ToolDef(
             name="notify",

@@ -221,7 +221,7 @@ def _fire(trigger: Trigger, event, body: dict) -> str | None:
     (everything it did rolled back)."""
     try:
         with write_transaction():
-            task = actions.create(body, created_by=f"trigger:{trigger.id}", trace_id=event.trace_id)
+            made = actions.create(body, created_by=f"trigger:{trigger.id}", trace_id=event.trace_id)
             now = utcnow()
             Trigger.update(fired_count=Trigger.fired_count + 1, last_fired_at=now).where(
                 Trigger.id == trigger.id
@@ -230,7 +230,7 @@ def _fire(trigger: Trigger, event, body: dict) -> str | None:
                 "trigger.fired",
                 subject=trigger.id,
                 trace_id=event.trace_id,
-                payload={"trigger_id": trigger.id, "event_id": event.id, "task_id": task.id},
+                payload={"trigger_id": trigger.id, "event_id": event.id, **_made(made)},
             )
     except actions.ActionFailed as exc:
         return str(exc)
@@ -239,6 +239,11 @@ def _fire(trigger: Trigger, event, body: dict) -> str | None:
         return f"the action failed unexpectedly: {type(exc).__name__}"
     after_commit(signals.tasks_ready.send)
     return None
+
+
+def _made(made) -> dict:
+    """What a fire made, as its event names it: ``task_id`` or ``workflow_run_id``."""
+    return {"workflow_run_id" if made.id.startswith("wfr_") else "task_id": made.id}
 
 
 def _record_error(trigger: Trigger, event, message: str) -> None:

@@ -28,16 +28,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import jsonschema
+
 from db import workflows
 from db.approvals import Approval
-from db.base import after_commit, iso, new_id, utcnow
+from db.base import after_commit, iso, new_id, utcnow, write_transaction
 from db.dead_letters import DeadLetter
 from db.tasks import Task
 from db.workflows import LIVE_STEPS, OUTPUT_STEP, RunStep, WorkflowRun
 from hub.core import signals
 from hub.core.flowgraph import Graph
+from hub.core.problems import Unprocessable, require
 from hub.events import log as events
-from hub.services import task_events
+from hub.services import audit, task_events
 
 FINISHED_STEPS = ("completed", "failed", "cancelled")
 _definitions: dict[tuple[str, int, str], tuple[dict, Graph]] = {}  # versions never change
@@ -95,6 +98,53 @@ def step_event(kind: str, run: WorkflowRun, row: RunStep, **extra) -> None:
 
 
 # --- starting and entering steps -------------------------------------------------------------
+
+
+def check_input(definition: dict, run_input: dict, field: str = "body.input") -> None:
+    """A 422 naming each member of ``run_input`` that breaks the workflow's input schema."""
+    validator = jsonschema.Draft202012Validator(definition["input_schema"])
+    errors = sorted(validator.iter_errors(run_input), key=lambda e: list(e.absolute_path))
+    if errors:
+        details = [
+            {
+                "field": ".".join([field, *(str(p) for p in e.absolute_path)]),
+                "message": e.message[:300],
+            }
+            for e in errors[:20]
+        ]
+        raise Unprocessable(
+            f"The input does not fit the workflow's input schema: {details[0]['message']}",
+            code="invalid_input",
+            errors=details,
+        )
+
+
+def start_latest(
+    workflow_id: str,
+    run_input: dict,
+    *,
+    created_by: str | None,
+    trace_id: str | None = None,
+    rerun_of: str | None = None,
+    field: str = "body.input",
+) -> WorkflowRun:
+    """A run of the workflow's current version, its input checked (404, 422); by the API,
+    a trigger or schedule's ``start_workflow`` action, or an agent's ``start_workflow`` tool."""
+    workflow = require(workflows.get(workflow_id), "workflow", workflow_id)
+    check_input(workflow.definition, run_input, field)
+    with write_transaction():
+        workflow = require(workflows.get(workflow_id), "workflow", workflow_id)
+        run = start(
+            workflow.id,
+            workflow.version,
+            workflow.sha256,
+            run_input,
+            created_by=created_by,
+            trace_id=trace_id,
+            rerun_of=rerun_of,
+        )
+        audit.created("workflow-runs", run.id, requested_at="workflows")
+    return run
 
 
 def start(

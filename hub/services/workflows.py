@@ -248,25 +248,6 @@ def _event(kind: str, workflow: Workflow) -> None:
 # --- runs --------------------------------------------------------------------------------
 
 
-def check_input(workflow: Workflow, run_input: dict, field: str = "body.input") -> None:
-    """A 422 naming each member of ``run_input`` that breaks the workflow's input schema."""
-    validator = jsonschema.Draft202012Validator(workflow.definition["input_schema"])
-    errors = sorted(validator.iter_errors(run_input), key=lambda e: list(e.absolute_path))
-    if errors:
-        details = [
-            {
-                "field": ".".join([field, *(str(p) for p in e.absolute_path)]),
-                "message": e.message[:300],
-            }
-            for e in errors[:20]
-        ]
-        raise Unprocessable(
-            f"The input does not fit the workflow's input schema: {details[0]['message']}",
-            code="invalid_input",
-            errors=details,
-        )
-
-
 def start(
     workflow_id: str,
     run_input: dict,
@@ -275,26 +256,14 @@ def start(
     trace_id: str | None = None,
     rerun_of: str | None = None,
 ) -> WorkflowRun:
-    """A run of the workflow's current version."""
-    workflow = get(workflow_id)
-    check_input(workflow, run_input)
-    with write_transaction():
-        workflow = get(workflow_id)
-        run = workflow_runs.start(
-            workflow.id,
-            workflow.version,
-            workflow.sha256,
-            run_input,
-            created_by=created_by,
-            trace_id=trace_id,
-            rerun_of=rerun_of,
-        )
-        audit.created("workflow-runs", run.id, requested_at="workflows")
-    return run
+    """A run of the workflow's current version (``hub.services.workflow_runs.start_latest``)."""
+    return workflow_runs.start_latest(
+        workflow_id, run_input, created_by=created_by, trace_id=trace_id, rerun_of=rerun_of
+    )
 
 
 def get_run(run_id: str) -> WorkflowRun:
-    return require(workflows.get_run(run_id), "workflow run", run_id)
+    return require(workflows.get_run(run_id), "workflow_run", run_id)
 
 
 def cancel(run_id: str) -> WorkflowRun:

@@ -232,6 +232,7 @@ def test_run_now_makes_a_task_and_records_the_run(client, clock):
         "finished_at": at,
         "status": "succeeded",
         "task_id": task["id"],
+        "workflow_run_id": None,
         "error": None,
     }
     assert task["description"] == "Morning report for 2026-01-01 (Europe/Paris)"
@@ -251,6 +252,7 @@ def test_run_now_makes_a_task_and_records_the_run(client, clock):
         "schedule_id": schedule["id"],
         "run_id": run["id"],
         "task_id": task["id"],
+        "workflow_run_id": None,
         "scheduled_for": None,
     }
 
@@ -328,6 +330,7 @@ def test_a_failing_action_gives_a_failed_run(client, clock):
         "finished_at": NOW,
         "status": "failed",
         "task_id": None,
+        "workflow_run_id": None,
         "error": "No active agent declares the capability 'ops'.",
     }
     assert client.get("/api/v1/tasks").json()["items"] == []
@@ -337,6 +340,7 @@ def test_a_failing_action_gives_a_failed_run(client, clock):
         "schedule_id": schedule["id"],
         "run_id": run["id"],
         "task_id": None,
+        "workflow_run_id": None,
         "scheduled_for": None,
         "error": "No active agent declares the capability 'ops'.",
     }

@@ -21,6 +21,7 @@ BUILTINS = [
     "memory_search",
     "memory_store",
     "notify",
+    "start_workflow",
 ]
 
 

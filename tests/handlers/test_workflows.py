@@ -573,3 +573,178 @@ def test_a_template_bomb_fails_its_step_not_the_hub(client):
     assert failed["status"] == "failed"
     assert failed["error"]["cause"]["code"] == "template_failed"
     assert client.get("/health/ready").status_code == 200
+
+
+def test_an_approval_is_void_when_what_it_guards_changed_and_is_asked_again(client):
+    """The approval showed the guarded step's arguments as they rendered then; a branch that
+    ended meanwhile changed them: the old approval does not cover the new arguments."""
+    title = "{{ steps.slow.output.waited_until if 'slow' in steps else 'not yet' }}"
+    define(
+        client,
+        [
+            {"id": "fan", "kind": "parallel", "branches": ["ask", "slow"]},
+            {"id": "ask", "kind": "approval", "guards": "tell"},
+            {
+                "id": "tell",
+                "kind": "tool",
+                "tool": "notify",
+                "arguments": {"title": title},
+                "next": None,
+            },
+            {"id": "slow", "kind": "wait", "seconds": 0.2, "next": None},
+        ],
+    )
+    run = start(client)
+    first = wait_step(client, run["id"], "ask", "waiting_approval")
+    assert client.get(f"/api/v1/approvals/{first['approval_id']}").json()["arguments"] == {
+        "title": "not yet"
+    }
+    wait_step(client, run["id"], "slow", "completed")
+    approve(client, first["approval_id"])
+
+    again = wait_step(client, run["id"], "ask", "waiting_approval")
+    assert again["approval_id"] != first["approval_id"]
+    shown = client.get(f"/api/v1/approvals/{again['approval_id']}").json()["arguments"]
+    assert shown["title"].endswith("Z")  # the time the wait ended: what will now run
+    assert executions("notify") == 0  # nothing ran on the void approval
+    approve(client, again["approval_id"])
+
+    done = wait_run(client, run["id"])
+    assert done["status"] == "completed", done
+    assert steps(done)["tell"]["input"]["arguments"] == shown
+    assert steps(done)["ask"]["output"]["asked"] == 2
+    assert executions("notify") == 1
+
+
+# --- started by everything that starts work ---------------------------------------------------
+
+
+def test_a_signed_webhook_starts_a_workflow_through_a_trigger_then_approval_then_tool(client, anon):
+    """GitHub `issues` delivery → `issue.created` (seeded mapping) → trigger with a
+    `start_workflow` action → an approval step → the tool it guards, in the delivery's trace."""
+    from tests.handlers.test_webhooks import ISSUE_OPENED, make_integration, post, signed
+
+    make_integration(client, "github", "site")
+    assert client.post("/api/v1/event-mappings/seed").status_code == 200
+    define(
+        client,
+        [
+            {"id": "ask", "kind": "approval", "message": "Announce #{{ input.number }}?"},
+            {
+                "id": "announce",
+                "kind": "tool",
+                "tool": "notify",
+                "arguments": {
+                    "title": "New issue #{{ input.number }}",
+                    "message": "{{ input.title }}",
+                },
+            },
+        ],
+        id="announce-issues",
+        input_schema={
+            "type": "object",
+            "required": ["number", "title"],
+            "properties": {"number": {"type": "string"}, "title": {"type": "string"}},
+        },
+    )
+    bad = client.post(
+        "/api/v1/triggers",
+        json={
+            "name": "x",
+            "event_type": "issue.created",
+            "action": {"kind": "start_workflow", "workflow_id": "nope"},
+        },
+    )
+    assert error_fields(bad) == {"body.action.workflow_id"}
+    trigger = client.post(
+        "/api/v1/triggers",
+        json={
+            "name": "Announce new issues",
+            "event_type": "issue.created",
+            "action": {
+                "kind": "start_workflow",
+                "workflow_id": "announce-issues",
+                "input": {
+                    "number": "{{ event.payload.issue.number }}",
+                    "title": "{{ event.payload.issue.title }}",
+                },
+            },
+        },
+    )
+    assert trigger.status_code == 201, trigger.text
+
+    accepted = post(
+        anon, "site", ISSUE_OPENED, signed("github", ISSUE_OPENED, event="issues", delivery="wf-1")
+    )
+    assert accepted.status_code == 202, accepted.text
+    runs = wait_for(
+        lambda: client.get(RUNS, params={"workflow_id": "announce-issues"}).json()["items"],
+        lambda items: len(items) == 1,
+    )
+    run = runs[0]
+    received = client.get(f"/api/v1/events/{accepted.json()['event_id']}").json()
+    assert run["trace_id"] == received["trace_id"]
+    assert run["input"] == {"number": "7", "title": "Crash on start — façade"}
+    assert run["created_by"] == f"trigger:{trigger.json()['id']}"
+    ask = wait_step(client, run["id"], "ask", "waiting_approval")
+    approve(client, ask["approval_id"])
+    done = wait_run(client, run["id"])
+    assert done["status"] == "completed"
+    note = steps(done)["announce"]["output"]["notification_id"]
+    shown = client.get("/api/v1/notifications").json()["items"]
+    assert any(n["id"] == note and n["title"] == "New issue #7" for n in shown)
+    fired = client.get(f"/api/v1/triggers/{trigger.json()['id']}").json()
+    assert fired["fired_count"] == 1 and fired["last_error"] is None
+
+
+def test_a_schedule_starts_a_workflow_and_its_run_is_recorded(client):
+    define(client, [{"id": "now", "kind": "tool", "tool": "current_time"}], id="tick")
+    schedule = client.post(
+        "/api/v1/schedules",
+        json={
+            "name": "every hour",
+            "cron": "0 * * * *",
+            "action": {
+                "kind": "start_workflow",
+                "workflow_id": "tick",
+                "input": {"when": "{{ now }}", "who": "{{ schedule.name }}"},
+            },
+        },
+    ).json()
+    ran = client.post(f"/api/v1/schedules/{schedule['id']}/run").json()
+    assert ran["status"] == "succeeded" and ran["task_id"] is None
+    run = wait_run(client, ran["workflow_run_id"])
+    assert run["status"] == "completed" and run["input"]["who"] == "every hour"
+    mixed = client.post(
+        "/api/v1/schedules",
+        json={
+            "name": "x",
+            "cron": "0 * * * *",
+            "action": {"kind": "start_workflow", "workflow_id": "tick", "description": "no"},
+        },
+    )
+    assert error_fields(mixed) == {"body.action.description"}
+
+
+def test_an_agent_starts_a_workflow_with_its_built_in_tool(client):
+    define(
+        client,
+        [{"id": "now", "kind": "tool", "tool": "current_time"}],
+        id="tick",
+        input_schema={"type": "object", "required": ["zone"]},
+    )
+    agent = make_agent(client, model="builtin/scripted", tools=["start_workflow"])["id"]
+    script = (
+        '/tool start_workflow {"workflow_id": "tick", "input": {"zone": "UTC"}}\n/reply started'
+    )
+    task = client.post("/api/v1/tasks", json={"agent_id": agent, "description": script}).json()
+    done = wait_for(
+        lambda: client.get(f"/api/v1/tasks/{task['id']}").json(),
+        lambda t: t["status"] in ("completed", "failed"),
+    )
+    assert done["status"] == "completed", done
+    started = next(s for s in done["steps"] if s["kind"] == "tool")
+    assert started["status"] == "ok", started
+    run = wait_run(client, started["output"]["run_id"])
+    assert run["status"] == "completed"
+    assert run["created_by"] == f"task:{task['id']}" and run["trace_id"] == done["trace_id"]

@@ -96,6 +96,7 @@ def test_a_due_tick_runs_once_and_the_next_one_is_set(client, clock):
         "finished_at": at,
         "status": "succeeded",
         "task_id": task["id"],
+        "workflow_run_id": None,
         "error": None,
     }
     assert task["description"] == "Report 2026-01-01T12:05:02+00:00"
@@ -110,6 +111,7 @@ def test_a_due_tick_runs_once_and_the_next_one_is_set(client, clock):
         "schedule_id": schedule["id"],
         "run_id": run["id"],
         "task_id": task["id"],
+        "workflow_run_id": None,
         "scheduled_for": "2026-01-01T12:05:00.000Z",
     }
 
@@ -188,6 +190,7 @@ def test_a_failing_action_gives_a_failed_run_and_the_schedule_goes_on(client, cl
         "schedule_id": schedule["id"],
         "run_id": run["id"],
         "task_id": None,
+        "workflow_run_id": None,
         "scheduled_for": "2026-01-01T13:00:00.000Z",
         "error": error,
     }

@@ -30,11 +30,13 @@ from bench import (
     requests,
     streaming,
     tasks,
+    workflows,
 )
 from bench.harness import BenchError, Context, Postgres, log
 
 SCENARIOS: dict[str, ModuleType] = {
-    m.NAME: m for m in (requests, streaming, concurrency, tasks, memory, events, mcp_calls)
+    m.NAME: m
+    for m in (requests, streaming, concurrency, tasks, workflows, memory, events, mcp_calls)
 }
 SMOKE_BUDGET_S = 60.0
 

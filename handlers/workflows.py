@@ -37,6 +37,11 @@ def create_workflow(body):
     return workflow.to_api(), 201, headers
 
 
+def seed_workflows():
+    """Create the default workflows that do not exist yet."""
+    return service.seed(actor=context.actor_id()), 200
+
+
 def get_workflow(workflow_id):
     """One workflow at its current version."""
     workflow = service.get(workflow_id)

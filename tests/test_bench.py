@@ -21,6 +21,7 @@ MODULES = [
     "bench.streaming",
     "bench.concurrency",
     "bench.tasks",
+    "bench.workflows",
     "bench.memory",
     "bench.events",
     "bench.mcp_calls",

@@ -21,7 +21,7 @@ from db import agents, workflows
 from db.tasks import Task
 from db.workflows import WorkflowRun
 from hub.core import programs
-from hub.core.problems import NotFound, Unprocessable, ValidationFailed
+from hub.core.problems import NotFound, Unprocessable
 from hub.services import tasks, workflow_runs
 
 MAX_DESCRIPTION = 20000  # a task description's limit (openapi.yaml, TaskCreate)
@@ -38,9 +38,10 @@ def clip(message: str) -> str:
 
 def check(action: dict, field: str = "body.action") -> dict:
     """The action as it is stored (only the members given), or a 422 naming the member at
-    fault: a template that does not parse, an ``agent_id`` that names no agent (or one that
-    lacks ``capability``), neither ``agent_id`` nor ``capability``, a ``workflow_id`` that
-    names no workflow; a 400 for members of the other kind, or a missing one."""
+        fault: a template that does not parse, an ``agent_id`` that names no agent (or one that
+        lacks ``capability``), neither ``agent_id`` nor ``capability``, a ``workflow_id`` that
+        names no workflow, a member of the other kind, or one the kind needs missing (the schema
+    cannot say which members go with which kind: a 422, like the other things it cannot say)."""
     kind = action.get("kind")
     mine, other = (WORKFLOW, TASK) if kind == "start_workflow" else (TASK, WORKFLOW)
     stray = sorted(set(action) & (other - mine))
@@ -48,8 +49,10 @@ def check(action: dict, field: str = "body.action") -> dict:
     if stray or missing:
         name = stray[0] if stray else missing[0]
         why = f"not a member of a {kind} action" if stray else f"required for a {kind} action"
-        raise ValidationFailed(
-            f"{field}.{name}: {why}.", errors=[{"field": f"{field}.{name}", "message": why}]
+        raise Unprocessable(
+            f"{field}.{name}: {why}.",
+            code="invalid_action",
+            errors=[{"field": f"{field}.{name}", "message": why}],
         )
     if kind == "start_workflow":
         return _check_workflow(action, field)

@@ -32,21 +32,36 @@ from hub.services import audit
 
 log = logging.getLogger("aether.webhooks")
 
+# The canonical table: issue.created, issue.updated, issue.closed, issue.commented, pr.opened,
+# pr.updated, pr.closed (closed unmerged), pr.merged, pr.reviewed, deployment.completed (and
+# code.pushed), each from GitHub and from GitLab.
+ISSUE_CHANGES = '["edited", "labeled", "unlabeled", "assigned", "unassigned", "milestoned", '
+ISSUE_CHANGES += '"demilestoned", "reopened"]'
+PR_CHANGES = '["synchronize", "edited", "reopened", "ready_for_review", "converted_to_draft", '
+PR_CHANGES += '"labeled", "unlabeled", "assigned", "unassigned", "review_requested"]'
 GITHUB_DEFAULTS = (
     ("issues", "opened", None, "issue.created"),
+    ("issues", None, f".action as $a | {ISSUE_CHANGES} | index([$a]) != null", "issue.updated"),
     ("issues", "closed", None, "issue.closed"),
     ("issue_comment", "created", None, "issue.commented"),
     ("pull_request", "opened", None, "pr.opened"),
+    ("pull_request", None, f".action as $a | {PR_CHANGES} | index([$a]) != null", "pr.updated"),
     ("pull_request", "closed", ".pull_request.merged == true", "pr.merged"),
+    ("pull_request", "closed", ".pull_request.merged != true", "pr.closed"),
     ("pull_request_review", "submitted", None, "pr.reviewed"),
     ("deployment_status", None, '.deployment_status.state == "success"', "deployment.completed"),
     ("push", None, None, "code.pushed"),
 )
 GITLAB_DEFAULTS = (
     ("Issue Hook", "open", None, "issue.created"),
+    ("Issue Hook", "update", None, "issue.updated"),
+    ("Issue Hook", "reopen", None, "issue.updated"),
     ("Issue Hook", "close", None, "issue.closed"),
     ("Note Hook", None, '.object_attributes.noteable_type == "Issue"', "issue.commented"),
     ("Merge Request Hook", "open", None, "pr.opened"),
+    ("Merge Request Hook", "update", None, "pr.updated"),
+    ("Merge Request Hook", "reopen", None, "pr.updated"),
+    ("Merge Request Hook", "close", None, "pr.closed"),
     ("Merge Request Hook", "merge", None, "pr.merged"),
     ("Merge Request Hook", "approved", None, "pr.reviewed"),
     ("Deployment Hook", None, '.status == "success"', "deployment.completed"),

@@ -26,6 +26,7 @@ from hub.core import programs
 from hub.core.flowgraph import KINDS, Graph
 from hub.core.problems import Conflict, Unprocessable, require
 from hub.events import log as events
+from hub.services import agents as agents_service
 from hub.services import audit, tools, workflow_runs
 from hub.services.etags import check_if_match
 
@@ -301,3 +302,108 @@ def rerun(run_id: str, *, created_by: str | None) -> WorkflowRun:
     if workflows.get(old.workflow_id) is None:
         raise Conflict(f"Workflow {old.workflow_id!r} was deleted.", code="workflow_gone")
     return start(old.workflow_id, old.input, created_by=created_by, rerun_of=old.id)
+
+
+# --- seeds -------------------------------------------------------------------------------
+
+SEED_WORKFLOWS = (
+    {
+        "id": "triage-and-announce",
+        "name": "Triage an issue, then announce it once a person agrees",
+        "description": "The assistant triages; a person approves the announcement it will "
+        "make (shown exactly as it will be sent); a notification announces it.",
+        "input_schema": {
+            "type": "object",
+            "required": ["title"],
+            "properties": {"title": {"type": "string"}, "body": {"type": "string"}},
+        },
+        "steps": [
+            {
+                "id": "triage",
+                "kind": "agent",
+                "agent_id": "assistant",
+                "prompt": "Triage this issue and say how urgent it is.\n\nTitle: {{ input.title }}"
+                "{% if input.body is defined %}\n\n{{ input.body }}{% endif %}",
+            },
+            {
+                "id": "review",
+                "kind": "approval",
+                "message": "Announce the triage of {{ input.title | tojson }}?",
+            },
+            {
+                "id": "announce",
+                "kind": "tool",
+                "tool": "notify",
+                "arguments": {
+                    "title": "Triaged: {{ input.title[:150] }}",
+                    "message": "{{ steps.triage.output[:3900] }}",
+                },
+            },
+        ],
+        "output": {"triage": "{{ steps.triage.output }}"},
+    },
+    {
+        "id": "recall-and-brief",
+        "name": "Brief a person from memory",
+        "description": "Searches the memories for a topic, has the assistant write a brief "
+        "from what it found, and sends it as a notification after waiting for the time given.",
+        "input_schema": {
+            "type": "object",
+            "required": ["topic"],
+            "properties": {
+                "topic": {"type": "string", "minLength": 1},
+                "deliver_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "steps": [
+            {
+                "id": "recall",
+                "kind": "tool",
+                "tool": "memory_search",
+                "arguments": {"query": "{{ input.topic }}"},
+            },
+            {
+                "id": "brief",
+                "kind": "agent",
+                "agent_id": "assistant",
+                "prompt": "Write a short brief on {{ input.topic | tojson }} from these "
+                "memories: {{ steps.recall.output | tojson }}",
+            },
+            {
+                "id": "when",
+                "kind": "condition",
+                "predicate": ".input.deliver_at != null",
+                "else": "send",
+            },
+            {"id": "hold", "kind": "wait", "until": "{{ input.deliver_at }}"},
+            {
+                "id": "send",
+                "kind": "tool",
+                "tool": "notify",
+                "arguments": {
+                    "title": "Brief: {{ input.topic[:180] }}",
+                    "message": "{{ steps.brief.output[:3900] }}",
+                },
+            },
+        ],
+        "output": {"brief": "{{ steps.brief.output }}"},
+    },
+)
+
+
+def seed(*, actor: str | None) -> dict:
+    """Create the default workflows that do not exist yet (and the default agents they use,
+    when missing); never overwrite."""
+    agents_service.seed(actor)
+    created, skipped = [], []
+    for default in SEED_WORKFLOWS:
+        if workflows.get(default["id"]) is not None:
+            skipped.append(default["id"])
+            continue
+        try:
+            create(json.loads(json.dumps(default)), actor=actor)
+        except Conflict:
+            skipped.append(default["id"])
+        else:
+            created.append(default["id"])
+    return {"created": created, "skipped": skipped}

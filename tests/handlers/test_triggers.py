@@ -216,6 +216,24 @@ def test_unknown_triggers_are_404(client):
 
 
 @pytest.mark.parametrize(
+    ("action", "field"),
+    [
+        ({"kind": "create_task", "agent_id": "a"}, "body.action.description"),
+        ({"kind": "start_workflow", "agent_id": "a", "description": "x"}, "body.action.agent_id"),
+        ({"kind": "start_workflow"}, "body.action.workflow_id"),
+        (
+            {"kind": "create_task", "description": "x", "workflow_id": "w"},
+            "body.action.workflow_id",
+        ),
+    ],
+)
+def test_an_action_with_the_members_of_another_kind_is_422(client, action, field):
+    response = client.post(URL, json={"name": "t", "event_type": "a.b", "action": action})
+    assert_problem(response, 422, "invalid_action")
+    assert error_fields(response) == {field}
+
+
+@pytest.mark.parametrize(
     ("change", "code", "field"),
     [
         ({"filter": ".payload.action =="}, "invalid_filter", "body.filter"),
@@ -248,8 +266,7 @@ def test_invalid_definitions_are_422_naming_the_field(client, change, code, fiel
     "change",
     [
         {"event_type": "issue created"},
-        {"action": {"kind": "start_workflow", "agent_id": "a", "description": "x"}},
-        {"action": {"kind": "create_task", "agent_id": "a"}},
+        {"action": {"kind": "stop_the_world", "description": "x"}},
         {"surprise": True},
     ],
 )

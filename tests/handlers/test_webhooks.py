@@ -166,7 +166,12 @@ def test_an_unmapped_delivery_is_only_webhook_received(client, anon):
             {"action": "closed", "pull_request": {"merged": True}},
             "pr.merged",
         ),
-        ("github", "pull_request", {"action": "closed", "pull_request": {"merged": False}}, None),
+        (
+            "github",
+            "pull_request",
+            {"action": "closed", "pull_request": {"merged": False}},
+            "pr.closed",
+        ),
         (
             "github",
             "deployment_status",

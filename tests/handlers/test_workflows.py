@@ -723,7 +723,10 @@ def test_a_schedule_starts_a_workflow_and_its_run_is_recorded(client):
             "action": {"kind": "start_workflow", "workflow_id": "tick", "description": "no"},
         },
     )
-    assert error_fields(mixed) == {"body.action.description"}
+    assert (
+        assert_problem(mixed, 422, "invalid_action")["errors"][0]["field"]
+        == "body.action.description"
+    )
 
 
 def test_an_agent_starts_a_workflow_with_its_built_in_tool(client):
@@ -748,3 +751,40 @@ def test_an_agent_starts_a_workflow_with_its_built_in_tool(client):
     run = wait_run(client, started["output"]["run_id"])
     assert run["status"] == "completed"
     assert run["created_by"] == f"task:{task['id']}" and run["trace_id"] == done["trace_id"]
+
+
+def test_the_seeded_workflows_run_and_seeding_never_overwrites(client):
+    assert client.post(f"{WORKFLOWS}/seed").json() == {
+        "created": ["triage-and-announce", "recall-and-brief"],
+        "skipped": [],
+    }
+    client.post(
+        "/api/v1/memories",
+        json={"key": "exporter", "content": "The exporter fails on empty rows.", "scope": "global"},
+    )
+    run = start(client, "triage-and-announce", {"title": "Exporter crash", "body": "Empty rows."})
+    review = wait_step(client, run["id"], "review", "waiting_approval")
+    approve(client, review["approval_id"])
+    done = wait_run(client, run["id"])
+    assert done["status"] == "completed", done
+    assert done["output"]["triage"].startswith("Echo: Triage this issue")
+
+    brief = wait_run(client, start(client, "recall-and-brief", {"topic": "exporter"})["id"])
+    assert brief["status"] == "completed", brief
+    assert set(steps(brief)) == {"recall", "brief", "when", "send", "$output"}  # no wait
+    assert "empty rows" in steps(brief)["brief"]["input"]["prompt"]
+    held = start(
+        client, "recall-and-brief", {"topic": "exporter", "deliver_at": "2020-01-01T00:00:00Z"}
+    )
+    held = wait_run(client, held["id"])
+    assert steps(held)["hold"]["output"] == {"waited_until": "2020-01-01T00:00:00.000Z"}
+
+    client.put(
+        f"{WORKFLOWS}/triage-and-announce",
+        json={"steps": [{"id": "x", "kind": "wait", "seconds": 1}]},
+    )
+    assert client.post(f"{WORKFLOWS}/seed").json() == {
+        "created": [],
+        "skipped": ["triage-and-announce", "recall-and-brief"],
+    }
+    assert client.get(f"{WORKFLOWS}/triage-and-announce").json()["version"] == 2  # kept

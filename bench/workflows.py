@@ -42,7 +42,7 @@ from bench.tasks import AGENT, TOKEN, hubs, listing
 NAME = "workflows"
 CONFIGURATIONS = (("sqlite", 1), ("postgresql", 2))
 CLIENTS = 8
-SMOKE = {"workflow_runs": 6, "workflow_workers": 2}
+SMOKE = {"workflow_runs": 6, "workflow_workers": 2, "workflow_latency_runs": 3}
 WORKFLOW = {
     "id": "echo3",
     "input_schema": {"type": "object", "required": ["n"]},
@@ -82,6 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--workflow-workers", type=int, default=4, help="AETHER_WORKERS per hub process (4)"
+    )
+    group.add_argument(
+        "--workflow-latency-runs",
+        type=int,
+        default=20,
+        help="runs (and chains) timed one at a time for the step overhead (20)",
     )
 
 
@@ -140,10 +146,48 @@ def _figure(kind: str, gaps: list[float], count: int, started: float, ended: flo
     }
 
 
+def _run_gaps(server: Server, run_ids: list[str]) -> tuple[list[float], float]:
+    """Every step -> next step gap of these runs, and the last completed_at."""
+    gaps, ended = [], 0.0
+    for run_id in run_ids:
+        detail = harness.api(server, "GET", f"/api/v1/workflow-runs/{run_id}", TOKEN)
+        if detail["status"] != "completed":
+            raise BenchError(f"run {run_id} is {detail['status']}")
+        for before, nxt in itertools.pairwise(detail["steps"]):
+            gaps.append((_stamp(nxt["started_at"]) - _stamp(before["completed_at"])) * 1e3)
+        ended = max(ended, _stamp(detail["completed_at"]))
+    return gaps, ended
+
+
+def _chains(server: Server, firsts: set[str] | None = None) -> tuple[list[float], float, int]:
+    """The gaps between the tasks of each finished chain (those starting at ``firsts``, or
+    all), the last completed_at, and how many chains."""
+    done = listing(server, "completed")
+    after = {t["description"].removeprefix("after "): t for t in done if t["agent_id"] != HOPS[0]}
+    gaps, ended, chains = [], 0.0, 0
+    for first_task in (t for t in done if t["agent_id"] == HOPS[0]):
+        if firsts is not None and first_task["id"] not in firsts:
+            continue
+        chain = [first_task]
+        while len(chain) < len(HOPS) and chain[-1]["id"] in after:
+            chain.append(after[chain[-1]["id"]])
+        if len(chain) < len(HOPS):
+            raise BenchError(f"chain {first_task['description']!r} is missing a task")
+        for before, nxt in itertools.pairwise(chain):
+            gaps.append((_stamp(nxt["started_at"]) - _stamp(before["completed_at"])) * 1e3)
+        ended = max(ended, _stamp(chain[-1]["completed_at"]))
+        chains += 1
+    return gaps, ended, chains
+
+
+def _hop3_done(server: Server) -> int:
+    return sum(1 for t in listing(server, "completed") if t["agent_id"] == HOPS[-1])
+
+
 def run_one(backend: str, processes: int, args: argparse.Namespace, url: str) -> dict:
     label = f"{BACKEND_LABELS[backend]} x{processes}"
     problems: list[str] = []
-    count = args.workflow_runs
+    count, alone = args.workflow_runs, args.workflow_latency_runs
     with hubs(processes, args.workflow_workers, url, label, problems) as servers:
         first = servers[0]
         harness.api(first, "POST", "/api/v1/agents", TOKEN, AGENT)
@@ -153,7 +197,40 @@ def run_one(backend: str, processes: int, args: argparse.Namespace, url: str) ->
         for trigger in _triggers():
             harness.api(first, "POST", "/api/v1/triggers", TOKEN, trigger)
 
-        log(f"workflows: {label}: {count} runs of echo3")
+        # Step overhead: one run (one chain) at a time, nothing else queued.
+        log(f"workflows: {label}: {alone} runs one at a time, then {alone} chains")
+        ids = []
+        for n in range(alone):
+            run = harness.api(
+                servers[n % len(servers)],
+                "POST",
+                "/api/v1/workflows/echo3/runs",
+                TOKEN,
+                {"input": {"n": n}},
+            )
+            path = f"/api/v1/workflow-runs/{run['id']}"
+            _wait(
+                lambda p=path: harness.api(first, "GET", p, TOKEN)["status"] != "running",
+                f"{label}: run {n}",
+                60,
+            )
+            ids.append(run["id"])
+        workflow_gaps, _ = _run_gaps(first, ids)
+        firsts = set()
+        for n in range(alone):
+            task = harness.api(
+                servers[n % len(servers)],
+                "POST",
+                "/api/v1/tasks",
+                TOKEN,
+                {"agent_id": HOPS[0], "description": f"alone {n}"},
+            )
+            firsts.add(task["id"])
+            _wait(lambda n=n: _hop3_done(first) >= n + 1, f"{label}: chain {n}", 60)
+        chain_gaps, _, _ = _chains(first, firsts)
+
+        # Throughput: ``count`` at once, workers running meanwhile.
+        log(f"workflows: {label}: {count} runs of echo3 at once")
         started = _post_all(
             servers, [("/api/v1/workflows/echo3/runs", {"input": {"n": n}}) for n in range(count)]
         )
@@ -163,20 +240,15 @@ def run_one(backend: str, processes: int, args: argparse.Namespace, url: str) ->
             return not page["items"]
 
         _wait(runs_done, f"{label}: {count} workflow runs", max(120.0, count / 5))
-        runs = _runs(servers[-1])
+        runs = [r for r in _runs(servers[-1]) if r["id"] not in set(ids)]
         bad = [r["id"] for r in runs if r["status"] != "completed"]
         if len(runs) != count or bad:
             raise BenchError(f"{label}: {len(runs)} runs, not completed: {bad[:5]}")
-        gaps, ended = [], 0.0
-        for run in runs:
-            detail = harness.api(first, "GET", f"/api/v1/workflow-runs/{run['id']}", TOKEN)
-            steps = detail["steps"]
-            for before, nxt in itertools.pairwise(steps):
-                gaps.append((_stamp(nxt["started_at"]) - _stamp(before["completed_at"])) * 1e3)
-            ended = max(ended, _stamp(detail["completed_at"]))
-        workflow = _figure("workflow", gaps, len(runs), started, ended)
+        loaded_gaps, ended = _run_gaps(first, [r["id"] for r in runs])
+        workflow = _figure("workflow", workflow_gaps, len(runs), started, ended)
+        workflow["loaded_gap_p50_ms"] = round(percentile(loaded_gaps, 50), 1)
 
-        log(f"workflows: {label}: {count} chains of three tasks (two triggers)")
+        log(f"workflows: {label}: {count} chains of three tasks at once (two triggers)")
         started = _post_all(
             servers,
             [
@@ -184,27 +256,14 @@ def run_one(backend: str, processes: int, args: argparse.Namespace, url: str) ->
                 for n in range(count)
             ],
         )
-
-        def chains_done() -> bool:
-            done = listing(first, "completed")
-            return sum(1 for t in done if t["agent_id"] == HOPS[-1]) >= count
-
-        _wait(chains_done, f"{label}: {count} chains", max(120.0, count / 5))
-        done = listing(first, "completed")
-        after = {
-            t["description"].removeprefix("after "): t for t in done if t["agent_id"] != HOPS[0]
-        }
-        gaps, ended = [], 0.0
-        for first_task in (t for t in done if t["agent_id"] == HOPS[0]):
-            chain = [first_task]
-            while len(chain) < len(HOPS) and chain[-1]["id"] in after:
-                chain.append(after[chain[-1]["id"]])
-            if len(chain) < len(HOPS):
-                raise BenchError(f"{label}: chain {first_task['description']!r} is missing a task")
-            for before, nxt in itertools.pairwise(chain):
-                gaps.append((_stamp(nxt["started_at"]) - _stamp(before["completed_at"])) * 1e3)
-            ended = max(ended, _stamp(chain[-1]["completed_at"]))
-        chained = _figure("chained tasks", gaps, count, started, ended)
+        _wait(
+            lambda: _hop3_done(first) >= count + alone,
+            f"{label}: {count} chains",
+            max(120.0, count / 5),
+        )
+        loaded_chain_gaps, ended, chains = _chains(first)
+        chained = _figure("chained tasks", chain_gaps, chains - alone, started, ended)
+        chained["loaded_gap_p50_ms"] = round(percentile(loaded_chain_gaps, 50), 1)
         for server in servers:
             server.check_alive(label)
     return {
@@ -212,6 +271,7 @@ def run_one(backend: str, processes: int, args: argparse.Namespace, url: str) ->
         "processes": processes,
         "workers": args.workflow_workers,
         "runs": count,
+        "alone": alone,
         "workflow": workflow,
         "chained": chained,
         "gap_ratio_p50": _ratio(workflow["gap_p50_ms"], chained["gap_p50_ms"]),
@@ -265,7 +325,11 @@ def tables(result: dict[str, Any]) -> list[Table]:
             ),
         ),
         ("what", lambda r: r["kind"]),
-        ("step -> next step p50 / p99 ms", lambda r: pair(r["gap_p50_ms"], r["gap_p99_ms"], ".1f")),
+        (
+            "step -> next step p50 / p99 ms (one at a time)",
+            lambda r: pair(r["gap_p50_ms"], r["gap_p99_ms"], ".1f"),
+        ),
+        ("… p50 under load ms", lambda r: num(r["loaded_gap_p50_ms"], ",.0f")),
         ("runs (chains) / s", lambda r: num(r["per_s"], ",.1f")),
         (
             "workflow / chained: gap p50, rate",
@@ -280,8 +344,10 @@ def tables(result: dict[str, Any]) -> list[Table]:
         "echo3: three agent steps on builtin/echo; chained tasks: the same three echo tasks, "
         "each made by a trigger on the previous one's task.completed.",
         "gap = the next step's started_at minus the previous step's completed_at (server "
-        "timestamps, ms precision), over every hop of every run; rate = runs / (first create "
-        "sent -> last completed_at).",
+        "timestamps, ms precision), over every hop: one at a time (nothing else queued) for "
+        "the overhead, and over the throughput round (where it is mostly the wait behind the "
+        "other queued steps); rate = runs / (first create sent -> last completed_at) with all "
+        "of them created at once.",
     ]
     if result["skipped"]:
         notes.append("skipped (no PostgreSQL binaries): " + ", ".join(result["skipped"]))

@@ -1,4 +1,5 @@
-"""A trace: the events, tasks, chat turns and tool executions that carry one trace id."""
+"""A trace: the events, tasks, chat turns, tool executions and workflow runs that carry one
+trace id."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from db.events import Event
 from db.sessions import Turn
 from db.tasks import Task
 from db.tools import ToolExecution
+from db.workflows import WorkflowRun
 
 
 def gather(trace_id: str) -> dict | None:
@@ -32,6 +34,12 @@ def gather(trace_id: str) -> dict | None:
             for x in ToolExecution.select()
             .where(ToolExecution.trace_id == trace_id)
             .order_by(ToolExecution.created_at, ToolExecution.id)
+        ],
+        "workflow_runs": [
+            r.to_api()
+            for r in WorkflowRun.select()
+            .where(WorkflowRun.trace_id == trace_id)
+            .order_by(WorkflowRun.created_at, WorkflowRun.id)
         ],
     }
     if not any(found[kind] for kind in ("events", "tasks", "turns", "tool_executions")):

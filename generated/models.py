@@ -3501,6 +3501,10 @@ class Trace(BaseModel):
     tasks: list[Task]
     turns: list[Turn]
     tool_executions: list[ToolExecution]
+    workflow_runs: list[WorkflowRun] = Field(
+        ...,
+        description='The workflow runs of the trace (without their steps, whose tasks are listed).',
+    )
 
 
 class EventMapping(BaseModel):

@@ -436,6 +436,33 @@ def render(source: str, context: dict, limit: int) -> str:
     return _pool.run("render", source, context, limit, **_limits())
 
 
+def strings(value, path: str):
+    """``(path, text)`` for every string inside a JSON value (a template in each)."""
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from strings(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings(item, f"{path}.{key}")
+
+
+def render_strings(value, context: dict, limit: int, path: str):
+    """``value`` with every string inside it rendered as a template over ``context``; a
+    failure is the ProgramError of that string, its message led by its ``path``."""
+    if isinstance(value, str):
+        try:
+            return render(value, context, limit)
+        except ProgramError as exc:
+            raise ProgramError(exc.reason, f"{path}: {exc}", exc.line) from None
+    if isinstance(value, list):
+        return [render_strings(v, context, limit, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: render_strings(v, context, limit, f"{path}.{k}") for k, v in value.items()}
+    return value
+
+
 if __name__ == "__main__":  # a worker process, started by _Worker
     _serve(
         Connection(int(sys.argv[1]), writable=False),

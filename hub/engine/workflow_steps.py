@@ -124,17 +124,10 @@ def _view(task: Task) -> View:
 
 def render(value: Any, context: dict, where: str) -> Any:
     """``value`` with every string in it rendered as a template (``where`` names it)."""
-    if isinstance(value, str):
-        try:
-            return programs.render(value, context, TEXT_LIMIT)
-        except programs.ProgramError as exc:
-            retryable = exc.reason == "busy"
-            raise StepFailed("template_failed", f"{where}: {exc}", retryable) from None
-    if isinstance(value, list):
-        return [render(item, context, f"{where}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, dict):
-        return {key: render(item, context, f"{where}.{key}") for key, item in value.items()}
-    return value
+    try:
+        return programs.render_strings(value, context, TEXT_LIMIT, where)
+    except programs.ProgramError as exc:
+        raise StepFailed("template_failed", str(exc), exc.reason == "busy") from None
 
 
 def content_of(view: View, step_id: str) -> dict:

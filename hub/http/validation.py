@@ -158,17 +158,21 @@ def _write_only(node: Any, path) -> bool:
     return isinstance(node, dict) and bool(node.get("writeOnly"))
 
 
+def _utf8(raw: bytes, code: str) -> str:
+    """The body as text, or a 400 naming the first byte that is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed(
+            "The body is not valid UTF-8.",
+            errors=[{"field": "body", "message": f"invalid UTF-8 at byte {exc.start}"}],
+            code=code,
+        ) from exc
+
+
 class HubJSONBodyValidator(JSONRequestBodyValidator):
     async def _parse(self, stream, scope) -> Any:
-        raw = b"".join([chunk async for chunk in stream])
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValidationFailed(
-                "The body is not valid UTF-8.",
-                errors=[{"field": "body", "message": f"invalid UTF-8 at byte {exc.start}"}],
-                code="malformed_json",
-            ) from exc
+        text = _utf8(b"".join([chunk async for chunk in stream]), "malformed_json")
         if not text.strip():
             return None
         return parse_json(text)
@@ -203,14 +207,7 @@ class _NoAliases(yaml.SafeLoader):
 
 def parse_yaml(raw: bytes) -> Any:
     """A YAML body as the JSON value it spells (dates become RFC 3339 strings), or a 400."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValidationFailed(
-            "The body is not valid UTF-8.",
-            errors=[{"field": "body", "message": f"invalid UTF-8 at byte {exc.start}"}],
-            code="malformed_yaml",
-        ) from exc
+    text = _utf8(raw, "malformed_yaml")
     try:
         value = yaml.load(text, Loader=_NoAliases)
         value = json.loads(json.dumps(value, default=_yaml_scalar, allow_nan=False))

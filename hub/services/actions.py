@@ -102,7 +102,7 @@ def _check_workflow(action: dict, field: str) -> dict:
             code="workflow_not_found",
             errors=[{"field": f"{field}.workflow_id", "message": "no such workflow"}],
         )
-    for path, source in _strings(action.get("input") or {}, f"{field}.input"):
+    for path, source in programs.strings(action.get("input") or {}, f"{field}.input"):
         try:
             programs.check_template(source)
         except programs.ProgramError as exc:
@@ -114,28 +114,11 @@ def _check_workflow(action: dict, field: str) -> dict:
     return {key: value for key, value in action.items() if value is not None}
 
 
-def _strings(value, path: str):
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _strings(item, f"{path}[{i}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, f"{path}.{key}")
-
-
-def _render_value(value, context: dict, path: str):
-    if isinstance(value, str):
-        try:
-            return programs.render(value, context, MAX_DESCRIPTION)
-        except programs.ProgramError as exc:
-            raise ActionFailed(clip(f"the template at {path} failed: {exc}")) from None
-    if isinstance(value, list):
-        return [_render_value(v, context, f"{path}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, dict):
-        return {k: _render_value(v, context, f"{path}.{k}") for k, v in value.items()}
-    return value
+def _render_input(value, context: dict):
+    try:
+        return programs.render_strings(value, context, MAX_DESCRIPTION, "input")
+    except programs.ProgramError as exc:
+        raise ActionFailed(clip(f"the input template failed: {exc}")) from None
 
 
 def render(source: str, context: dict) -> str:
@@ -163,7 +146,7 @@ def prepare(action: dict, context: dict) -> dict:
         return {
             "kind": "start_workflow",
             "workflow_id": action["workflow_id"],
-            "input": _render_value(action.get("input") or {}, context, "input"),
+            "input": _render_input(action.get("input") or {}, context),
         }
     return {
         "description": render(action["description"], context),

@@ -110,7 +110,7 @@ def check(definition: dict) -> None:
                     f"{tool.name!r} needs a person's approval: guard this step with an "
                     "approval step",
                 )
-    for path, source in _leaves(definition.get("output"), "output"):
+    for path, source in programs.strings(definition.get("output"), "output"):
         _compile(source, path, problem)
     try:
         jsonschema.Draft202012Validator.check_schema(definition["input_schema"])
@@ -137,18 +137,7 @@ def _templates(step: dict, where: str):
     for key in ("prompt", "message", "until"):
         if isinstance(step.get(key), str):
             yield f"{where}.{key}", step[key]
-    yield from _leaves(step.get("arguments"), f"{where}.arguments")
-
-
-def _leaves(value, path: str):
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _leaves(item, f"{path}[{i}]")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _leaves(item, f"{path}.{key}")
+    yield from programs.strings(step.get("arguments"), f"{where}.arguments")
 
 
 def _compile(source: str, path: str, problem) -> None:

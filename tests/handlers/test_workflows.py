@@ -531,6 +531,12 @@ def test_cancel_stops_waiting_steps_and_the_run(client):
     assert_problem(client.post(f"{RUNS}/{run['id']}/cancel", headers=CONFIRM), 409, "run_finished")
     listed = client.get(RUNS, params={"status": "cancelled", "workflow_id": "flow"}).json()
     assert [r["id"] for r in listed["items"]] == [run["id"]]
+    assert (
+        client.get(RUNS, params={"since": run["created_at"]}).json()["items"][0]["id"] == run["id"]
+    )
+    assert client.get(RUNS, params={"since": "2999-01-01T00:00:00Z"}).json()["items"] == []
+    assert client.get(RUNS, params={"workflow_id": "other"}).json()["items"] == []
+    assert_problem(client.get(RUNS, params={"since": "yesterday"}), 400)
 
 
 def test_the_input_is_checked_against_the_schema_and_the_key_replays(client):
@@ -695,6 +701,16 @@ def test_a_signed_webhook_starts_a_workflow_through_a_trigger_then_approval_then
     assert any(n["id"] == note and n["title"] == "New issue #7" for n in shown)
     fired = client.get(f"/api/v1/triggers/{trigger.json()['id']}").json()
     assert fired["fired_count"] == 1 and fired["last_error"] is None
+    trace = client.get(f"/api/v1/traces/{run['trace_id']}").json()
+    assert [r["id"] for r in trace["workflow_runs"]] == [run["id"]]
+    assert {t["workflow_step"] for t in trace["tasks"]} == {"ask", "announce"}
+    types = {e["type"] for e in trace["events"]}
+    assert {"webhook.received", "issue.created", "trigger.fired"} <= types
+    assert {
+        "workflow.run.started",
+        "workflow.step.waiting_approval",
+        "workflow.run.completed",
+    } <= types
 
 
 def test_a_schedule_starts_a_workflow_and_its_run_is_recorded(client):

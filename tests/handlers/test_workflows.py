@@ -4,6 +4,7 @@ re-runs a completed step, cancel, rerun, pinned versions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from db.tools import ToolExecution
+from hub.runtime.worker import sweep_approvals
 from tests.assertions import assert_problem, error_fields
 from tests.factories import make_agent, wait_for
 
@@ -21,7 +23,9 @@ CONFIRM = {"X-Confirm": "yes"}
 
 @pytest.fixture
 def settings(settings):
-    return settings.replace(outbound_allowlist=("127.0.0.1",), worker_poll_seconds=0.05)
+    return settings.replace(
+        outbound_allowlist=("127.0.0.1",), worker_poll_seconds=0.05, task_backoff_seconds=0.05
+    )
 
 
 @pytest.fixture
@@ -483,6 +487,7 @@ def test_an_expired_approval_counts_as_denied(client, clock):
     run = start(client)
     wait_step(client, run["id"], "ask", "waiting_approval")
     clock.advance(seconds=61)
+    asyncio.run(sweep_approvals())  # what the workers' housekeeping does (every few seconds)
     failed = wait_run(client, run["id"], "failed")
     assert failed["error"]["cause"]["code"] == "approval_expired"
 

@@ -4,6 +4,7 @@ one PostgreSQL run many workflows with every step attempt exactly once."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import signal
 from collections import Counter
 
@@ -138,8 +139,15 @@ def test_two_hubs_on_one_postgresql_run_every_step_attempt_exactly_once(
     ]
     _post(alpha, "/api/v1/workflows", {"id": "three", "steps": steps})
 
-    for n in range(RUNS):
-        _post(alpha if n % 2 else beta, "/api/v1/workflows/three/runs", {"input": {"n": n}})
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:  # the hubs run steps meanwhile
+        list(
+            pool.map(
+                lambda n: _post(
+                    alpha if n % 2 else beta, "/api/v1/workflows/three/runs", {"input": {"n": n}}
+                ),
+                range(RUNS),
+            )
+        )
 
     def finished() -> bool:
         running = _get(alpha, "/api/v1/workflow-runs", status="running", limit=1)["items"]

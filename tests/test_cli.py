@@ -61,3 +61,19 @@ def test_a_data_folder_that_is_a_file_is_one_line(tmp_path):
     assert done.returncode == cli.EXIT_STORAGE
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith("aether: cannot use the SQLite database ")
+
+
+def test_connexion_s_default_media_type_notice_stays_out_of_the_log(caplog):
+    """Operations taking JSON or YAML (or a SKILL.md or an upload) made Connexion log a
+    warning at every start, in plain text outside the hub's JSON lines, about a default it
+    picks; the hub's log set-up drops that one message (and nothing else of Connexion's)."""
+    import logging
+
+    from hub.core import logs
+
+    logs.configure("info")
+    connexion = logging.getLogger("connexion.operations.openapi3")
+    with caplog.at_level(logging.WARNING):
+        connexion.warning("this operation accepts multiple content types, using %s", "a/b")
+        connexion.warning("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]

@@ -33,7 +33,15 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def _not_a_choice_of_body(record: logging.LogRecord) -> bool:
+    """Connexion warns, outside the hub's JSON log, that an operation declaring two request
+    media types (JSON or YAML, a SKILL.md or an upload) "uses application/json": it only
+    picks a default there, and each request is validated by its own ``Content-Type``."""
+    return not record.getMessage().startswith("this operation accepts multiple content types")
+
+
 def configure(level: str) -> None:
+    logging.getLogger("connexion.operations.openapi3").addFilter(_not_a_choice_of_body)
     root = logging.getLogger("aether")
     if not any(getattr(h, "_aether", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)

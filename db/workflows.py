@@ -14,16 +14,6 @@ import peewee
 from db.base import BaseModel, JSONField, Versioned, duration_ms, is_postgres, iso
 from db.tasks import Step
 
-RUN_STATUSES = ("running", "completed", "failed", "cancelled")
-STEP_STATUSES = (
-    "pending",
-    "running",
-    "waiting",
-    "waiting_approval",
-    "completed",
-    "failed",
-    "cancelled",
-)
 LIVE_STEPS = ("pending", "running", "waiting", "waiting_approval")
 OUTPUT_STEP = "$output"  # the step that renders the run's output template
 

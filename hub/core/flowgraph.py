@@ -147,6 +147,13 @@ class Graph:
         step = self.step(approval_id)
         return step.get("guards") or self.successor(approval_id)
 
+    def guard_of(self, step_id: str) -> str | None:
+        """The approval step that guards ``step_id``, if one does."""
+        for step in self.steps:
+            if step.get("kind") == "approval" and self.guarded(step["id"]) == step_id:
+                return step["id"]
+        return None
+
     def _cycle(self) -> list[str] | None:
         state: dict[str, int] = {}  # 1 on the stack, 2 done
 

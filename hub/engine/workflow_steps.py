@@ -149,17 +149,17 @@ def digest(content: dict) -> str:
 def _check_approved(view: View, content: dict) -> None:
     """StepFailed ``approval_void`` when an approval guards this step and approved other
     content than ``content``."""
-    for step in view.graph.steps:
-        if step["kind"] != "approval" or view.graph.guarded(step["id"]) != view.row.step_id:
-            continue
-        approval = view.rows.get(step["id"])
-        approved = (approval.output or {}) if approval and approval.status == "completed" else {}
-        if approved.get("sha256") != digest(content):
-            raise StepFailed(
-                "approval_void",
-                f"What step {view.row.step_id!r} would run is not what approval step "
-                f"{step['id']!r} approved (the outputs it reads changed since): asked again.",
-            )
+    guard = view.graph.guard_of(view.row.step_id)
+    if guard is None:
+        return
+    approval = view.rows.get(guard)
+    approved = (approval.output or {}) if approval and approval.status == "completed" else {}
+    if approved.get("sha256") != digest(content):
+        raise StepFailed(
+            "approval_void",
+            f"What step {view.row.step_id!r} would run is not what approval step "
+            f"{guard!r} approved (the outputs it reads changed since): asked again.",
+        )
 
 
 def _store_input(row_id: int, value: Any) -> Callable[[], None]:
@@ -219,11 +219,7 @@ async def _tool(task: Task, view: View) -> StepOutcome:
     tool = await asyncio.to_thread(tools.resolve, content["tool"])
     if tool is None:
         raise StepFailed("tool_not_found", f"No tool named {content['tool']!r} is registered.")
-    guarded = any(
-        s["kind"] == "approval" and view.graph.guarded(s["id"]) == view.row.step_id
-        for s in view.graph.steps
-    )
-    if tool.requires_approval and not guarded:
+    if tool.requires_approval and view.graph.guard_of(view.row.step_id) is None:
         raise StepFailed(
             "approval_required",
             f"Tool {tool.name!r} needs a person's approval: guard step {view.row.step_id!r} "

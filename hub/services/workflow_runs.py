@@ -477,18 +477,18 @@ def _ask_again(run: WorkflowRun, row: RunStep) -> bool:
     """What a guarded step was about to run is not what was approved: ask the approval
     step again (up to ``MAX_REASKS`` times), with the new content."""
     _, graph = definition(run)
-    for step in graph.steps:
-        if step["kind"] == "approval" and graph.guarded(step["id"]) == row.step_id:
-            approval = workflows.run_step(run.id, step["id"])
-            asked = ((approval.output or {}).get("asked") or 1) if approval else 0
-            if approval is None or asked >= MAX_REASKS:
-                return False
-            enter(run, graph, step["id"], approval.branch)
-            approval = workflows.run_step(run.id, step["id"])
-            approval.output = {"asked": asked + 1}
-            approval.save()
-            return True
-    return False
+    guard = graph.guard_of(row.step_id)
+    approval = workflows.run_step(run.id, guard) if guard else None
+    if approval is None:
+        return False
+    asked = (approval.output or {}).get("asked") or 1
+    if asked >= MAX_REASKS:
+        return False
+    enter(run, graph, guard, approval.branch)
+    approval = workflows.run_step(run.id, guard)
+    approval.output = {"asked": asked + 1}
+    approval.save()
+    return True
 
 
 def _cancelled(run: WorkflowRun, row: RunStep) -> None:

@@ -104,7 +104,7 @@ def check(definition: dict) -> None:
             tool = tools.resolve(step["tool"])
             if tool is None:
                 problem(f"{where}.tool", f"no tool is named {step['tool']!r}")
-            elif tool.requires_approval and not _guarded(graph, step["id"]):
+            elif tool.requires_approval and graph.guard_of(step["id"]) is None:
                 problem(
                     f"{where}.tool",
                     f"{tool.name!r} needs a person's approval: guard this step with an "
@@ -127,10 +127,6 @@ def _unprocessable(errors: list[dict]) -> Unprocessable:
         code="invalid_workflow",
         errors=errors[:50],
     )
-
-
-def _guarded(graph: Graph, step_id: str) -> bool:
-    return any(s["kind"] == "approval" and graph.guarded(s["id"]) == step_id for s in graph.steps)
 
 
 def _templates(step: dict, where: str):

@@ -5,6 +5,8 @@ hub's flags; see ``bench.harness``):
 
 * ``bare_app``: Starlette + Peewee, the hub's ``/health/live`` and ``GET
   /api/v1/agents/{id}``, the same row of the same SQLite file, no auth, no middleware;
+* ``thin_app``: the thinnest version of the same two routes: a plain Peewee ``get_or_none``
+  (no prepared statement, no hub helper) and ``orjson`` bytes in a plain ``Response``;
 * ``fake_upstream_app``: a fake OpenAI-compatible upstream streaming tokens on a fixed
   schedule, each stamped with its emission time;
 * ``bare_events_app`` / ``bare_fanout_app``: ``POST /events`` as ONE ``Event.insert`` in one
@@ -38,6 +40,7 @@ from typing import Any
 from bench.harness import BenchError
 
 BARE_APP = "bench.references:bare_app"
+THIN_APP = "bench.references:thin_app"
 FAKE_UPSTREAM_APP = "bench.references:fake_upstream_app"
 BARE_EVENTS_APP = "bench.references:bare_events_app"
 BARE_FANOUT_APP = "bench.references:bare_fanout_app"
@@ -79,6 +82,43 @@ def bare_app() -> Any:
         if agent is None:
             return JSONResponse({"detail": "not found"}, status_code=404)
         return JSONResponse(agent.to_api(), headers={"ETag": agent.etag})
+
+    return Starlette(
+        routes=[
+            Route("/health/live", live, methods=["GET"]),
+            Route("/api/v1/agents/{agent_id}", get_agent, methods=["GET"]),
+        ]
+    )
+
+
+def thin_app() -> Any:
+    """The thinnest reference: Starlette, a plain ``Agent.get_or_none`` on the same table, the
+    row's API dict (the same JSON as the hub's, so the bodies compare) encoded with ``orjson``
+    into a plain ``Response``. Like ``bare_app``: no auth, the read in the thread pool."""
+    import orjson
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from db.agents import Agent
+    from db.base import open_database
+
+    open_database(_database_url())
+    live_body = orjson.dumps({"status": "ok"})
+
+    async def live(_request: Request) -> Response:
+        return Response(live_body, media_type="application/json")
+
+    def get_agent(request: Request) -> Response:
+        agent = Agent.get_or_none(Agent.id == request.path_params["agent_id"])
+        if agent is None:
+            return Response(b'{"detail":"not found"}', 404, media_type="application/json")
+        return Response(
+            orjson.dumps(agent.to_api()),
+            media_type="application/json",
+            headers={"ETag": agent.etag},
+        )
 
     return Starlette(
         routes=[

@@ -1,7 +1,7 @@
 """``requests``: the hub's per-request overhead against a bare Starlette + Peewee app.
 
 What it measures
-    Two routes, each on two servers, side by side in one run:
+    Two routes, each on three servers, side by side in one run:
 
     * ``GET /health/live`` (no database, no auth);
     * ``GET /api/v1/agents/{agent_id}`` (one Peewee read of the same row of the same SQLite
@@ -18,11 +18,13 @@ What it measures
     second indexed read), not of Connexion alone. The bare app receives the same request bytes
     (Authorization header included) and ignores the header. Both ``/health/live`` handlers are
     ``async`` (no I/O, so no thread-pool hop); both agent reads are plain functions run in a
-    worker thread.
+    worker thread. The *thin* app (``bench.references.thin_app``) is the floor: a plain Peewee
+    ``get_or_none`` built per call and the same dict encoded with ``orjson`` into a plain
+    ``Response``; "hub/bare" is the cost of the hub's HTTP stack, "hub/thin" of everything.
 
-    Both servers run as ONE uvicorn worker process each, with identical flags, on a temporary
+    All servers run as ONE uvicorn worker process each, with identical flags, on a temporary
     data folder migrated and seeded through the project's own code. Only one server is loaded
-    at a time; the other idles.
+    at a time; the others idle.
 
 How
     Load comes from ``wrk`` (1 thread, ``--concurrency`` keep-alive connections) when it is on
@@ -35,7 +37,7 @@ How
     ``1/hub_rps - 1/bare_rps``: the added time per request of a saturated single worker.
 
 Caveats
-    The client and both servers share one machine: the load generator steals CPU from the
+    The client and the servers share one machine: the load generator steals CPU from the
     server, so absolute figures understate a dedicated server and the ratio is the number to
     quote. Latency under saturation is mostly queueing (p50 is roughly concurrency / rps).
     Anything else running skews everything: how busy the CPUs were in the second before the
@@ -70,7 +72,7 @@ ROUTE_LABELS: dict[str, str] = {
     "live": "GET /health/live",
     "agent": "GET /api/v1/agents/{id}",
 }
-TARGETS = ("hub", "bare")
+TARGETS = ("hub", "bare", "thin")
 SMOKE = {"seconds": 1, "warmup": 0, "concurrency": 4, "rounds": 1}
 
 
@@ -163,7 +165,7 @@ def median_round(rounds: list[Figure]) -> Figure:
 
 
 def sanity_check(servers: dict[str, Server], secret: str) -> dict[str, dict[str, int]]:
-    """Every route answers 200 on both servers with the same JSON; returns body sizes."""
+    """Every route answers 200 on every server with the same JSON; returns body sizes."""
     sizes: dict[str, dict[str, int]] = {}
     for route, path in ROUTES.items():
         bodies = {}
@@ -174,8 +176,9 @@ def sanity_check(servers: dict[str, Server], secret: str) -> dict[str, dict[str,
                 raise BenchError(f"{target} answered {status} to GET {path}: {text}")
             bodies[target] = body
             sizes.setdefault(route, {})[target] = len(body)
-        if json.loads(bodies["hub"]) != json.loads(bodies["bare"]):
-            log(f"warning: the hub and the bare app answer GET {path} with different JSON")
+        for other in TARGETS[1:]:
+            if json.loads(bodies["hub"]) != json.loads(bodies[other]):
+                log(f"warning: the hub and the {other} app answer GET {path} with different JSON")
     return sizes
 
 
@@ -201,6 +204,8 @@ def measure(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
             started.append(servers["hub"])
             servers["bare"] = harness.start_server("bare", references.BARE_APP, data_dir)
             started.append(servers["bare"])
+            servers["thin"] = harness.start_server("thin", references.THIN_APP, data_dir)
+            started.append(servers["thin"])
             for server in started:
                 harness.wait_ready(server)
             sizes = sanity_check(servers, secret)
@@ -291,9 +296,9 @@ def count(result: dict[str, Any]) -> int:
 
 def tables(result: dict[str, Any]) -> list[Table]:
     by = {(f["target"], f["route_id"]): f for f in result["figures"]}
-    pairs = [(by[("hub", r)], by[("bare", r)]) for r in ROUTES]
+    pairs = [(by[("hub", r)], by[("bare", r)], by[("thin", r)]) for r in ROUTES]
 
-    def extra(hub: dict, bare: dict) -> str:
+    def extra(hub: dict, bare: dict, _thin: dict) -> str:
         if not hub["rps"] or not bare["rps"]:
             return "-"
         return f"{(1 / hub['rps'] - 1 / bare['rps']) * 1e6:,.0f}"
@@ -302,22 +307,21 @@ def tables(result: dict[str, Any]) -> list[Table]:
         ("route", lambda p: p[0]["route"]),
         ("hub rps", lambda p: f"{p[0]['rps']:,.0f}"),
         ("bare rps", lambda p: f"{p[1]['rps']:,.0f}"),
+        ("thin rps", lambda p: f"{p[2]['rps']:,.0f}"),
         ("hub/bare", lambda p: num(ratio(p[0]["rps"], p[1]["rps"]))),
+        ("hub/thin", lambda p: num(ratio(p[0]["rps"], p[2]["rps"]))),
         ("hub p50 / p99 ms", lambda p: pair(p[0]["p50_ms"], p[0]["p99_ms"])),
         ("bare p50 / p99 ms", lambda p: pair(p[1]["p50_ms"], p[1]["p99_ms"])),
         ("hub extra µs/req", lambda p: extra(*p)),
         (
-            "server CPU µs/req hub / bare",
-            lambda p: pair(
-                p[0]["server_cpu_us_per_request"], p[1]["server_cpu_us_per_request"], ",.0f"
+            "server CPU µs/req hub / bare / thin",
+            lambda p: " / ".join(
+                "-" if (v := f["server_cpu_us_per_request"]) is None else f"{v:,.0f}" for f in p
             ),
         ),
         (
-            "errors hub / bare",
-            lambda p: (
-                f"{p[0]['non200'] + p[0]['socket_errors']} / "
-                f"{p[1]['non200'] + p[1]['socket_errors']}"
-            ),
+            "errors hub / bare / thin",
+            lambda p: " / ".join(str(f["non200"] + f["socket_errors"]) for f in p),
         ),
     ]
     c = result["config"]
@@ -330,7 +334,8 @@ def tables(result: dict[str, Any]) -> list[Table]:
         + f"; CPU busy before the run: {percent(result['busy_before_percent'])}, other "
         f"processes while measuring: up to {percent(max_others(result['figures']))}.",
         "hub: full stack with API-key auth (Bearer), validation, metrics; bare: Starlette + the "
-        "same Peewee read, NO auth or middleware. extra µs/req = 1/hub_rps - 1/bare_rps; server "
-        "CPU = the server process's user+system time per request.",
+        "hub's own read (db.agents.get + to_api, stdlib JSON), NO auth or middleware; thin: "
+        "Starlette + a plain Peewee get_or_none + orjson, NO auth or middleware. extra µs/req = "
+        "1/hub_rps - 1/bare_rps; server CPU = the server process's user+system time per request.",
     ]
     return [Table.of("Requests: hub vs bare Starlette + Peewee", columns, pairs, notes)]

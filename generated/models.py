@@ -1320,6 +1320,13 @@ class TaskCreate(BaseModel):
     )
 
 
+class TaskBatchCreate(BaseModel):
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    tasks: list[TaskCreate] = Field(..., max_length=1000, min_length=1)
+
+
 class StepTokens(BaseModel):
     model_config = ConfigDict(
         extra='forbid',
@@ -3468,6 +3475,17 @@ class ChatCompletionJsonSchema(BaseModel):
     description: str | None = Field(None, max_length=10000)
     schema_: JsonObject | None = Field(None, alias='schema')
     strict: bool | None = None
+
+
+class TaskBatch(BaseModel):
+    """
+    The queued tasks, in the order the batch gave them.
+    """
+
+    model_config = ConfigDict(
+        extra='forbid',
+    )
+    items: list[Task]
 
 
 class PluginManifest(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from db import tasks
 from db.pagination import list_page
 from db.tasks import Task
-from generated.models import TaskCreate
+from generated.models import TaskBatchCreate, TaskCreate
 from handlers import body_fields
 from hub.core.problems import require
 from hub.http import context
@@ -25,6 +25,13 @@ def create_task(body):
     fields = body_fields(TaskCreate, body)
     task = service.create(fields, created_by=context.actor_id())
     return task.to_api([]), 201, {"Location": f"/api/v1/tasks/{task.id}"}
+
+
+def create_tasks(body):
+    """Hand agents many pieces of work at once (all or nothing)."""
+    batch = body_fields(TaskBatchCreate, body)
+    created = service.create_many(batch["tasks"], created_by=context.actor_id())
+    return {"items": [task.to_api([]) for task in created]}, 200
 
 
 def get_task(task_id):

@@ -90,7 +90,7 @@ def test_generated_models_are_current():
 
 def test_every_operation_has_one_policy_with_a_role():
     policies = spec.policies()
-    assert len(policies) == 180
+    assert len(policies) == 181
     assert {p.role for p in policies.values()} == {"public", "viewer", "operator", "admin"}
     confirm = sorted(p.operation_id for p in policies.values() if p.confirm)
     assert confirm == [

@@ -27,7 +27,7 @@ from db.base import iso as db_iso
 from db.dead_letters import DeadLetter
 from db.tasks import PRIORITIES, Task
 from hub.core import signals, timeparse
-from hub.core.problems import Conflict, Unprocessable, require
+from hub.core.problems import Conflict, Problem, Unprocessable, require
 from hub.services import audit, notifications, task_events, workflow_runs
 from hub.settings import current_settings
 
@@ -70,26 +70,63 @@ def create(body: dict, *, created_by: str | None = None, trace_id: str | None = 
     now = utcnow()
     run_at = timeparse.parse_timestamp(body.get("run_at"), "run_at", "body")
     with write_transaction():
-        agent_id = _route(body.get("agent_id"), body.get("capability"))
-        task = Task.create(
-            id=new_id("tsk"),
-            description=body["description"],
-            agent_id=agent_id,
-            capability=body.get("capability"),
-            priority=PRIORITIES.index(body.get("priority") or "normal"),
-            context=body.get("context") or {},
-            status="pending",
-            max_attempts=body.get("max_attempts") or 3,
-            timeout_seconds=body.get("timeout_seconds") or 300,
-            run_at=run_at or now,
-            trace_id=trace_id or uuid.uuid4().hex,
-            created_by=created_by,
-            created_at=now,
-            updated_at=now,
-        )
-        event("created", task, description=task.description[:500], created_by=created_by)
+        task = _insert(body, run_at or now, now, created_by, trace_id)
         audit.created("tasks", task.id)
     signals.tasks_ready.send()
+    return task
+
+
+def create_many(bodies: list[dict], *, created_by: str | None = None) -> list[Task]:
+    """Every one of ``bodies`` queued in ONE write transaction, or none: the first refused
+    body's problem is raised with its fields named ``body.tasks[i].…``. Routing by capability
+    counts the batch's own tasks (they are in the transaction already)."""
+    now = utcnow()
+    run_ats = [
+        timeparse.parse_timestamp(b.get("run_at"), f"tasks[{i}].run_at", "body")
+        for i, b in enumerate(bodies)
+    ]
+    created: list[Task] = []
+    with write_transaction():
+        for i, (body, run_at) in enumerate(zip(bodies, run_ats, strict=True)):
+            try:
+                created.append(_insert(body, run_at or now, now, created_by, None))
+            except Problem as problem:
+                raise _at(problem, f"tasks[{i}]") from None
+    signals.tasks_ready.send()
+    return created
+
+
+def _at(problem: Problem, where: str) -> Problem:
+    """``problem`` about the body member ``where`` (``tasks[3]``) of a batch."""
+    problem.detail = f"{where}: {problem.detail}"
+    for error in problem.errors or []:
+        if error.get("field", "").startswith("body."):
+            error["field"] = f"body.{where}.{error['field'][5:]}"
+    return problem
+
+
+def _insert(
+    body: dict, run_at: dt.datetime, now: dt.datetime, created_by: str | None, trace_id: str | None
+) -> Task:
+    """One new pending task and its ``task.created`` event, inside the caller's transaction."""
+    agent_id = _route(body.get("agent_id"), body.get("capability"))
+    task = Task.create(
+        id=new_id("tsk"),
+        description=body["description"],
+        agent_id=agent_id,
+        capability=body.get("capability"),
+        priority=PRIORITIES.index(body.get("priority") or "normal"),
+        context=body.get("context") or {},
+        status="pending",
+        max_attempts=body.get("max_attempts") or 3,
+        timeout_seconds=body.get("timeout_seconds") or 300,
+        run_at=run_at,
+        trace_id=trace_id or uuid.uuid4().hex,
+        created_by=created_by,
+        created_at=now,
+        updated_at=now,
+    )
+    event("created", task, description=task.description[:500], created_by=created_by)
     return task
 
 

@@ -9,10 +9,12 @@ End to end (create -> completed; the goal: 1,000 tasks/s on one process)
     limit 0, an admin token; workers on, default poll interval) on a fresh data folder and,
     for PostgreSQL, a fresh database. Agent ``bench`` (``builtin/echo``: answers at once, no
     tools) is created through the API, 20 warm-up tasks per process run to completion, then
-    ``--task-count`` tasks (1,000) are created with ``POST /api/v1/tasks`` by
-    ``--task-clients`` (16) concurrent keep-alive connections of a raw asyncio HTTP/1.1
-    client; with two processes, half the connections go to each, pulling from one shared
-    counter. The workers run while the tasks are being created, as in production.
+    ``--task-count`` tasks (1,000) are created with ``POST /api/v1/tasks`` (or, per
+    ``--task-batch`` size above 1, ``POST /api/v1/tasks/batch`` with that many tasks per
+    request; default sizes 1 and 100, each its own row) by ``--task-clients`` (16) concurrent
+    keep-alive connections of a raw asyncio HTTP/1.1 client; with two processes, half the
+    connections go to each, pulling from one shared counter. The workers run while the tasks
+    are being created, as in production.
 
     Reported per row: the create rate (tasks the API accepted per second: first request
     written -> last 201 read); the end-to-end rate, tasks / (first create written -> the last
@@ -80,6 +82,7 @@ SMOKE = {
     "task_count": 20,
     "task_workers": [2],
     "task_clients": 4,
+    "task_batch": [1, 5],
     "claim_depths": [5],
     "claims": 10,
     "task_warmup": 2,
@@ -105,6 +108,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="concurrent keep-alive connections creating tasks (16)",
     )
     group.add_argument(
+        "--task-batch",
+        type=harness.positive_list,
+        default=[1, 100],
+        help="tasks per create request: 1 is POST /tasks, more is POST /tasks/batch (1,100)",
+    )
+    group.add_argument(
         "--claim-depths",
         type=harness.positive_list,
         default=[100, 2000],
@@ -120,15 +129,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if min(args.task_count, args.task_clients, args.claims) < 1:
         parser.error("--task-count, --task-clients and --claims must be >= 1")
+    if max(args.task_batch) > 1000:
+        parser.error("--task-batch: at most 1000 tasks per request (the contract's limit)")
 
 
 # --- the create client ------------------------------------------------------------------------
 
 
-async def create_tasks(servers: list[Server], count: int, clients: int, label: str) -> dict:
+async def create_tasks(
+    servers: list[Server], count: int, clients: int, label: str, batch: int = 1
+) -> dict:
     """POST ``count`` tasks from ``clients`` keep-alive connections spread over ``servers``
-    (one shared counter). Returns the created ids and the timing (wall and perf clocks)."""
-    counter = itertools.count()
+    (one shared counter), one per ``POST /api/v1/tasks`` or, with ``batch`` > 1, that many per
+    ``POST /api/v1/tasks/batch``. Returns the created ids and the timing (wall and perf
+    clocks)."""
+    counter = itertools.count(0, batch)
+    path = "/api/v1/tasks" if batch == 1 else "/api/v1/tasks/batch"
+    accepted = 201 if batch == 1 else 200
     ids: list[str] = []
     per_server: collections.Counter[str] = collections.Counter()
     bad: collections.Counter[int] = collections.Counter()
@@ -137,16 +154,18 @@ async def create_tasks(servers: list[Server], count: int, clients: int, label: s
 
     async def client(server: Server) -> None:
         head = (
-            f"POST /api/v1/tasks HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
             f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\n"
         ).encode()
         reader: asyncio.StreamReader | None = None
         writer: asyncio.StreamWriter | None = None
         try:
-            while (index := next(counter)) < count:
-                body = json.dumps(
+            while (first := next(counter)) < count:
+                tasks = [
                     {"description": f"{label} task {index}", "agent_id": AGENT["id"]}
-                ).encode()
+                    for index in range(first, min(first + batch, count))
+                ]
+                body = json.dumps(tasks[0] if batch == 1 else {"tasks": tasks}).encode()
                 try:
                     if writer is None:
                         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -159,9 +178,14 @@ async def create_tasks(servers: list[Server], count: int, clients: int, label: s
                         writer.close()
                     writer = None
                     continue
-                if status == 201:
+                if status == accepted and batch == 1:
                     ids.append(headers.get(b"location", b"").decode().rsplit("/", 1)[-1])
                     per_server[server.name] += 1
+                    last_ok[0] = time.perf_counter()
+                elif status == accepted:
+                    made = [t["id"] for t in json.loads(payload)["items"]]
+                    ids.extend(made)
+                    per_server[server.name] += len(made)
                     last_ok[0] = time.perf_counter()
                 else:
                     bad[status] += 1
@@ -259,9 +283,11 @@ def run_e2e(
     args: argparse.Namespace,
     database_url: str,
     pg_pid: int | None,
+    batch: int = 1,
 ) -> dict:
     plural = "es" if processes > 1 else ""
     label = f"{BACKEND_LABELS[backend]}, {processes} hub process{plural}, {workers} workers each"
+    label += f", {batch} per create" if batch > 1 else ""
     log(f"tasks: {label}: starting")
     problems: list[str] = []
     with hubs(processes, workers, database_url, label, problems) as servers:
@@ -275,7 +301,9 @@ def run_e2e(
         log(f"tasks: {label}: {args.task_count} tasks from {args.task_clients} connections")
         meter = CpuMeter(servers, pg_pid)
         meter.start()
-        run = harness.run_async(create_tasks(servers, args.task_count, args.task_clients, "bench"))
+        run = harness.run_async(
+            create_tasks(servers, args.task_count, args.task_clients, "bench", batch)
+        )
         log(
             f"tasks: {label}: {len(run['ids'])} accepted in {run['create_s']:.2f}s; "
             "waiting for the workers"
@@ -300,6 +328,7 @@ def run_e2e(
         "backend": backend,
         "processes": processes,
         "workers": workers,
+        "batch": batch,
         "tasks": args.task_count,
         "clients": args.task_clients,
         "accepted": len(created),
@@ -432,16 +461,16 @@ def measure(args: argparse.Namespace, ctx: Context) -> dict[str, Any]:
                     pg.drop_database("bench_claim")
     number = itertools.count()
     for backend, processes in CONFIGURATIONS:
-        for workers in args.task_workers:
+        for workers, batch in itertools.product(args.task_workers, args.task_batch):
             if backend == "postgresql" and pg is None:
-                skipped.append(f"PostgreSQL x{processes}, {workers} workers")
+                skipped.append(f"PostgreSQL x{processes}, {workers} workers, batch {batch}")
                 continue
             name = f"bench_e2e_{next(number)}"
             postgres = backend == "postgresql"
             url = pg.create_database(name) if postgres else ""
             try:
                 pid = ctx.postgres.pid if postgres else None  # the postmaster
-                e2e.append(run_e2e(backend, processes, workers, args, url, pid))
+                e2e.append(run_e2e(backend, processes, workers, args, url, pid, batch))
             finally:
                 if postgres:
                     with contextlib.suppress(RuntimeError):
@@ -491,6 +520,7 @@ def tables(result: dict[str, Any]) -> list[Table]:
             ),
         ),
         ("workers / process", lambda f: str(f["workers"])),
+        ("tasks / create", lambda f: str(f.get("batch", 1))),
         ("create/s (API)", lambda f: f"{f['create_per_s']:,.0f}"),
         ("end-to-end tasks/s", lambda f: f"{f['e2e_per_s']:,.0f}"),
         (f"vs goal {goal:,.0f}/s", lambda f: f"{f['goal_ratio']:.2f}"),
@@ -515,9 +545,9 @@ def tables(result: dict[str, Any]) -> list[Table]:
             ),
         ),
     ]
-    best: dict[tuple[str, int], dict] = {}
+    best: dict[tuple[str, int, int], dict] = {}
     for f in result["e2e"]:
-        key = (f["backend"], f["processes"])
+        key = (f["backend"], f["processes"], f.get("batch", 1))
         if key not in best or f["e2e_per_s"] > best[key]["e2e_per_s"]:
             best[key] = f
     first = result["e2e"][0] if result["e2e"] else None
@@ -528,15 +558,18 @@ def tables(result: dict[str, Any]) -> list[Table]:
         else "no end-to-end figure",
         "best per configuration: "
         + "; ".join(
-            f"{BACKEND_LABELS[b]} x{p}: {f['e2e_per_s']:,.0f}/s with {f['workers']} workers "
+            f"{BACKEND_LABELS[b]} x{p}"
+            + (f" batched by {n}" if n > 1 else " single creates")
+            + f": {f['e2e_per_s']:,.0f}/s with {f['workers']} workers "
             f"({f['goal_ratio']:.2f} of the goal)"
-            for (b, p), f in best.items()
+            for (b, p, n), f in best.items()
         )
         if best
         else "",
         "end-to-end = tasks / (first create written -> the last task's completed_at, stamped by "
-        "the server); create/s = tasks / (first create written -> last 201 read); CPU ms/task = "
-        "CPU time of the hub processes (API + workers) and of PostgreSQL over the run / tasks.",
+        "the server); create/s = tasks / (first create written -> last accepted answer read); "
+        "CPU ms/task = CPU time of the hub processes (API + workers) and of PostgreSQL over the "
+        "run / tasks.",
     ]
     logged = sum(f["hub_log_problems"] for f in result["e2e"])
     if logged:

@@ -18,12 +18,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-import peewee
-
 from db import agents, tasks
 from db.approvals import Approval
-from db.base import claim_first, new_id, utcnow, write_transaction
 from db.base import iso as db_iso
+from db.base import new_id, utcnow, write_transaction
 from db.dead_letters import DeadLetter
 from db.tasks import PRIORITIES, Task
 from hub.core import signals, timeparse
@@ -218,21 +216,14 @@ def claim(worker_id: str, lease_seconds: float) -> Task | None:
     """Take the best runnable task, or ``None`` when there is none."""
     while True:
         now = utcnow()
-        source = tasks.due(now)
-        if not source.exists():
-            source = tasks.lapsed(now)
-            if not source.exists():  # idle: no write lock taken just to find nothing
+        lapsed_only = False
+        if not tasks.runnable(now, lapsed_only=False):
+            lapsed_only = True
+            if not tasks.runnable(now, lapsed_only=True):  # idle: no write lock taken
                 return None
+        expires = now + dt.timedelta(seconds=lease_seconds)
         with write_transaction():
-            task = claim_first(
-                source,
-                status="running",
-                lease_owner=worker_id,
-                lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
-                attempts=Task.attempts + 1,
-                started_at=peewee.fn.COALESCE(Task.started_at, now),
-                updated_at=now,
-            )
+            task = tasks.claim_next(now, worker_id, expires, lapsed_only=lapsed_only)
             if task is None:
                 return None
             if task.attempts <= task.max_attempts and not task.cancel_requested:

@@ -377,17 +377,23 @@ def after_commit(hook: Callable[[], None]) -> None:
     _hooks.after.append(hook)
 
 
-def claim_first(source: peewee.ModelSelect, **changes) -> peewee.Model | None:
-    """Inside the caller's write transaction: apply ``changes`` to the first row of ``source``
-    (in its order) and return that row as updated, or ``None``. Claimers never take the same
-    row: on PostgreSQL a row another transaction holds is skipped (``FOR UPDATE SKIP
-    LOCKED``); on SQLite the write lock lets one claimer in at a time."""
+def claim_query(source: peewee.ModelSelect, **changes) -> peewee.ModelUpdate:
+    """The claim of the first row of ``source`` (in its order): ``changes`` applied to it,
+    the row returned as updated. Claimers never take the same row: on PostgreSQL a row
+    another transaction holds is skipped (``FOR UPDATE SKIP LOCKED``); on SQLite the write
+    lock lets one claimer in at a time. Run it inside a write transaction (``claim_first``,
+    or compiled once with ``Prepared`` where the claim is hot)."""
     model = source.model
     key = model._meta.primary_key
     best = source.select(key).limit(1)
     if is_postgres():
         best = best.for_update(skip_locked=True)
-    claimed = list(model.update(**changes).where(key == best).returning(model).execute())
+    return model.update(**changes).where(key == best).returning(model)
+
+
+def claim_first(source: peewee.ModelSelect, **changes) -> peewee.Model | None:
+    """Inside the caller's write transaction: ``claim_query``'s row, or ``None``."""
+    claimed = list(claim_query(source, **changes).execute())
     return claimed[0] if claimed else None
 
 

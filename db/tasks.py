@@ -7,7 +7,7 @@ import functools
 
 import peewee
 
-from db.base import BaseModel, JSONField, Prepared, duration_ms, is_postgres, iso
+from db.base import BaseModel, JSONField, Prepared, claim_query, duration_ms, iso
 
 PRIORITIES = ("high", "normal", "low")  # stored as their index: 0 sorts first
 RUNNABLE = "pending"
@@ -177,20 +177,14 @@ def _runnable(lapsed_only: bool, now: dt.datetime) -> peewee.Select:
 
 
 def _claim(lapsed_only: bool, now: dt.datetime, worker_id: str, expires: dt.datetime):
-    best = (lapsed if lapsed_only else due)(now).select(Task.id).limit(1)
-    if is_postgres():
-        best = best.for_update(skip_locked=True)
-    return (
-        Task.update(
-            status="running",
-            lease_owner=worker_id,
-            lease_expires_at=expires,
-            attempts=Task.attempts + 1,
-            started_at=peewee.fn.COALESCE(Task.started_at, now),
-            updated_at=now,
-        )
-        .where(Task.id == best)
-        .returning(Task)
+    return claim_query(
+        (lapsed if lapsed_only else due)(now),
+        status="running",
+        lease_owner=worker_id,
+        lease_expires_at=expires,
+        attempts=Task.attempts + 1,
+        started_at=peewee.fn.COALESCE(Task.started_at, now),
+        updated_at=now,
     )
 
 
@@ -233,9 +227,8 @@ def claim_next(
     now: dt.datetime, worker_id: str, expires: dt.datetime, *, lapsed_only: bool
 ) -> Task | None:
     """Inside the caller's write transaction: the best due (or lapsed) task, now running under
-    ``worker_id``'s lease until ``expires``, one attempt more; ``None`` when there is none.
-    On PostgreSQL a row another claimer holds is skipped (``FOR UPDATE SKIP LOCKED``); on
-    SQLite the write lock lets one claimer in at a time."""
+    ``worker_id``'s lease until ``expires``, one attempt more; ``None`` when there is none
+    (``db.base.claim_query``, compiled)."""
     rows = _claims[lapsed_only].rows(now, worker_id, expires)
     return rows[0] if rows else None
 

@@ -138,11 +138,24 @@ def parse_json(text: str) -> Any:
     return body
 
 
+_SIZE_RULES = {
+    "maxItems": ("items", "at most"),
+    "minItems": ("items", "at least"),
+    "maxProperties": ("members", "at most"),
+    "minProperties": ("members", "at least"),
+}
+
+
 def _message(error: ValidationError, root: Any) -> str:
     """jsonschema's message, except inside a write-only member (a secret, credentials): its
-    rule only, since the message would echo the rejected value back."""
+    rule only, since the message would echo the rejected value back; and for a size rule on
+    an array or object the counts, since jsonschema's message repeats the whole value (a
+    batch of 1,001 tasks)."""
     if _write_only(root, error.absolute_schema_path):
         return f"does not meet {error.validator} {error.validator_value!r} (value not shown)"
+    if error.validator in _SIZE_RULES and isinstance(error.instance, (list, dict)):
+        noun, bound = _SIZE_RULES[error.validator]
+        return f"has {len(error.instance)} {noun}; {bound} {error.validator_value} allowed"
     return error.message[:500]
 
 

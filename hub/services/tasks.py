@@ -76,11 +76,12 @@ def create(body: dict, *, created_by: str | None = None, trace_id: str | None = 
 
 def create_many(bodies: list[dict], *, created_by: str | None = None) -> list[Task]:
     """Every one of ``bodies`` queued in ONE write transaction, or none: the first refused
-    body's problem is raised with its fields named ``body.tasks[i].…``. Routing by capability
+    body's problem is raised with its fields named ``body.tasks.<i>.…`` (the request
+    validator's notation). Routing by capability
     counts the batch's own tasks (they are in the transaction already)."""
     now = utcnow()
     run_ats = [
-        timeparse.parse_timestamp(b.get("run_at"), f"tasks[{i}].run_at", "body")
+        timeparse.parse_timestamp(b.get("run_at"), f"tasks.{i}.run_at", "body")
         for i, b in enumerate(bodies)
     ]
     created: list[Task] = []
@@ -89,17 +90,18 @@ def create_many(bodies: list[dict], *, created_by: str | None = None) -> list[Ta
             try:
                 created.append(_insert(body, run_at or now, now, created_by, None))
             except Problem as problem:
-                raise _at(problem, f"tasks[{i}]") from None
+                raise _at(problem, f"tasks.{i}") from None
     signals.tasks_ready.send()
     return created
 
 
 def _at(problem: Problem, where: str) -> Problem:
-    """``problem`` about the body member ``where`` (``tasks[3]``) of a batch."""
-    problem.detail = f"{where}: {problem.detail}"
+    """``problem`` about the body member ``where`` (``tasks.3``) of a batch."""
+    problem.detail = f"body.{where}: {problem.detail}"
     for error in problem.errors or []:
-        if error.get("field", "").startswith("body."):
-            error["field"] = f"body.{where}.{error['field'][5:]}"
+        field = error.get("field", "")
+        if field.startswith("body."):
+            error["field"] = f"body.{where}.{field.removeprefix('body.')}"
     return problem
 
 
